@@ -1,0 +1,60 @@
+# One Makefile: the README's two commands (`make run`, `make test`) and the pieces CI calls.
+# Only python3, make and git are assumed; everything else is installed here, idempotently.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HOST ?= 127.0.0.1
+PORT ?= 50051
+
+.PHONY: run test venv sandbox lint typecheck protos check-protos proto-lint hadolint unit polyglot-deps bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+## Run the gateway against the embedded sandbox exchange (no credentials, no network needed).
+run: venv
+	$(BIN)/alp-gateway serve --sandbox --host $(HOST) --port $(PORT)
+
+## Run the sandbox exchange alone.
+sandbox: venv
+	$(BIN)/alp-gateway sandbox --host $(HOST) --port 8085
+
+## The whole test suite: lint, types, proto checks, Dockerfile lint, tests.
+test: venv polyglot-deps lint typecheck check-protos proto-lint hadolint unit
+
+lint: venv
+	$(BIN)/ruff format --check gateway tests scripts bench
+	$(BIN)/ruff check gateway tests scripts bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+protos: venv
+	$(BIN)/python scripts/gen_protos.py
+
+check-protos: venv
+	$(BIN)/python scripts/gen_protos.py --check
+
+proto-lint: venv polyglot-deps
+	$(BIN)/buf lint
+	$(BIN)/buf format -d --exit-code
+	bash scripts/buf_breaking.sh
+	$(BIN)/buf generate && test -n "$$(find .build/buf-gen/go -name '*_grpc.pb.go')" && test -n "$$(find .build/buf-gen/java -name '*Grpc.java')"
+
+hadolint: venv
+	$(BIN)/hadolint Dockerfile
+
+polyglot-deps:
+	bash scripts/polyglot_deps.sh
+
+unit: venv
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,153 @@
+"""The gateway's one exception tree; every expected failure is one of these, carrying fields, not prose.
+
+    GatewayError
+    ├── ConfigError              a setting is missing or invalid          (start-up; names the setting)
+    ├── ValidationError          caller input rejected before upstream    -> INVALID_ARGUMENT + BadRequest
+    ├── CallerError              caller identity / permission / account
+    │   ├── Unauthenticated      no or bad caller credentials             -> UNAUTHENTICATED
+    │   ├── PermissionDenied     scope or account not granted             -> PERMISSION_DENIED
+    │   └── UnknownAccount       x-alp-account names no configured account -> NOT_FOUND
+    ├── UpstreamError            ALP could not do what was asked
+    │   ├── UpstreamHttpError    ALP answered with an error status/body   -> mapped by table (rpc/status_map)
+    │   ├── UpstreamUnavailable  connection refused / reset / DNS / closed -> UNAVAILABLE
+    │   ├── UpstreamTimeout      no answer within the deadline            -> DEADLINE_EXCEEDED
+    │   ├── UpstreamProtocolError ALP answered something we cannot parse  -> INTERNAL (logged)
+    │   └── AuthFailed           /auth refused the configured key         -> UNAUTHENTICATED
+    ├── OrderOutcomeUnknown      PlaceOrder failed ambiguously and reconciliation could not decide
+    ├── StreamError
+    │   ├── SlowConsumer         a lossless stream overflowed its queue   -> RESOURCE_EXHAUSTED
+    │   └── Draining             the gateway is shutting down             -> UNAVAILABLE
+    └── RateLimited              the client-side limiter has no headroom  -> RESOURCE_EXHAUSTED
+
+Anything else reaching the RPC boundary is a bug: INTERNAL with a generic message, traceback logged.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    def __init__(self, setting: str, reason: str) -> None:
+        super().__init__(f"{setting}: {reason}")
+        self.setting = setting
+        self.reason = reason
+
+
+class ValidationError(GatewayError):
+    """One or more request fields are invalid; `violations` is [(field path, description)]."""
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.violations: list[tuple[str, str]] = [(field, description)]
+
+    @property
+    def field(self) -> str:
+        return self.violations[0][0]
+
+    @property
+    def description(self) -> str:
+        return self.violations[0][1]
+
+
+class CallerError(GatewayError):
+    pass
+
+
+class Unauthenticated(CallerError):
+    pass
+
+
+class PermissionDenied(CallerError):
+    def __init__(self, message: str, *, scope: str | None = None) -> None:
+        super().__init__(message)
+        self.scope = scope
+
+
+class UnknownAccount(CallerError):
+    def __init__(self, account: str) -> None:
+        super().__init__(f"unknown ALP account {account!r}")
+        self.account = account
+
+
+class UpstreamError(GatewayError):
+    pass
+
+
+class UpstreamHttpError(UpstreamError):
+    """ALP answered `http_status` with an error body `{"code", "message"}` (either may be empty)."""
+
+    def __init__(
+        self,
+        http_status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"ALP HTTP {http_status} {code}: {message}")
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+class UpstreamUnavailable(UpstreamError):
+    """No usable answer from ALP. `maybe_sent`: the request may have reached ALP (ambiguous)."""
+
+    def __init__(self, message: str, *, maybe_sent: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
+
+
+class UpstreamTimeout(UpstreamError):
+    """ALP did not answer in time; the request may have been processed."""
+
+    maybe_sent = True
+
+
+class UpstreamProtocolError(UpstreamError):
+    pass
+
+
+class AuthFailed(UpstreamError):
+    def __init__(self, http_status: int, code: str, message: str) -> None:
+        super().__init__(f"ALP refused the API key: HTTP {http_status} {code}: {message}")
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+
+
+class OrderOutcomeUnknown(GatewayError):
+    def __init__(self, client_order_id: str) -> None:
+        super().__init__(
+            f"order with client_order_id {client_order_id!r} may or may not exist upstream"
+        )
+        self.client_order_id = client_order_id
+
+
+class StreamError(GatewayError):
+    pass
+
+
+class SlowConsumer(StreamError):
+    def __init__(self, channel: str, lost: int) -> None:
+        super().__init__(
+            f"consumer too slow on {channel}: queue overflowed, {lost} events could not be delivered"
+        )
+        self.channel = channel
+        self.lost = lost
+
+
+class Draining(StreamError):
+    def __init__(self) -> None:
+        super().__init__("gateway draining, reconnect")
+
+
+class RateLimited(GatewayError):
+    def __init__(self, bucket: str, retry_after: float) -> None:
+        super().__init__(f"client-side rate limit {bucket!r} exhausted")
+        self.bucket = bucket
+        self.retry_after = retry_after
