@@ -29,8 +29,8 @@ sandbox: venv
 test: venv polyglot-deps lint typecheck check-protos proto-lint hadolint unit
 
 lint: venv
-	$(BIN)/ruff format --check gateway tests scripts bench
-	$(BIN)/ruff check gateway tests scripts bench
+	$(BIN)/ruff format --check $(wildcard gateway tests scripts bench)
+	$(BIN)/ruff check $(wildcard gateway tests scripts bench)
 
 typecheck: venv
 	$(BIN)/mypy
