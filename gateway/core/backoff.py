@@ -12,7 +12,7 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rand: float) -> floa
         raise ValueError("attempt must be >= 0")
     if not 0.0 <= rand <= 1.0:
         raise ValueError("rand must be in [0, 1]")
-    ceiling = min(cap, base * (2 ** min(attempt, 62)))
+    ceiling = min(cap, base * 2.0 ** min(attempt, 62))
     return ceiling * rand
 
 
@@ -22,5 +22,5 @@ def reconnect_delay(attempt: int, *, base: float, cap: float, rand: float) -> fl
         raise ValueError("attempt must be >= 0")
     if not 0.0 <= rand <= 1.0:
         raise ValueError("rand must be in [0, 1]")
-    ceiling = min(cap, base * (2 ** min(attempt, 62)))
+    ceiling = min(cap, base * 2.0 ** min(attempt, 62))
     return ceiling / 2 + (ceiling / 2) * rand
