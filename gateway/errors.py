@@ -17,7 +17,8 @@
     ├── StreamError
     │   ├── SlowConsumer         a lossless stream overflowed its queue   -> RESOURCE_EXHAUSTED
     │   └── Draining             the gateway is shutting down             -> UNAVAILABLE
-    └── RateLimited              the client-side limiter has no headroom  -> RESOURCE_EXHAUSTED
+    ├── RateLimited              the client-side limiter has no headroom  -> RESOURCE_EXHAUSTED
+    └── AuditUnavailable         the audit trail cannot be written        -> UNAVAILABLE (no trading)
 
 Anything else reaching the RPC boundary is a bug: INTERNAL with a generic message, traceback logged.
 """
@@ -151,3 +152,11 @@ class RateLimited(GatewayError):
         super().__init__(f"client-side rate limit {bucket!r} exhausted")
         self.bucket = bucket
         self.retry_after = retry_after
+
+
+class AuditUnavailable(GatewayError):
+    """The audit trail cannot be written: trading is refused rather than left unaudited."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"audit trail unavailable ({reason}); trading refused until it is fixed")
+        self.reason = reason

@@ -13,7 +13,7 @@ command -v protoc-gen-go-grpc >/dev/null || need_apt+=(protoc-gen-go-grpc)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 command -v grpc_java_plugin >/dev/null || need_apt+=(protobuf-compiler-grpc-java-plugin)
-for jar in grpc-api grpc-netty protobuf netty-all perfmark-api guava geronimo-annotation-1.3-spec \
+for jar in grpc-api grpc-netty protobuf netty-transport netty-codec-http2 perfmark-api guava geronimo-annotation-1.3-spec \
     junit-platform-console-standalone; do
   [ -f "/usr/share/java/$jar.jar" ] || { need_apt+=(libgrpc-java libprotobuf-java libnetty-java \
     libperfmark-java libguava-java libgeronimo-annotation-1.3-spec-java junit5); break; }

@@ -77,7 +77,7 @@ func main() {
 		Pair: *pair,
 		Side: alpv3.OrderSide_ORDER_SIDE_BUY,
 		Order: &alpv3.PlaceOrderRequest_Limit{Limit: &alpv3.LimitOrder{
-			BaseAmount: "0.001", LimitPrice: "1000.00",
+			BaseAmount: "0.01", LimitPrice: "1000.00",
 		}},
 	})
 	if err != nil {

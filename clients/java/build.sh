@@ -14,7 +14,11 @@ mkdir -p "$out/gen" "$out/classes"
   "$rpc_protos/google/rpc/error_details.proto"
 J=/usr/share/java
 cp="$J/grpc-api.jar:$J/grpc-core.jar:$J/grpc-stub.jar:$J/grpc-protobuf.jar:$J/grpc-protobuf-lite.jar"
-cp="$cp:$J/grpc-netty.jar:$J/grpc-context.jar:$J/protobuf.jar:$J/guava.jar:$J/netty-all.jar"
+cp="$cp:$J/grpc-netty.jar:$J/grpc-context.jar:$J/protobuf.jar:$J/guava.jar"
+for jar in netty-buffer netty-codec netty-codec-http netty-codec-http2 netty-codec-socks netty-common \
+    netty-handler netty-handler-proxy netty-resolver netty-transport; do
+  cp="$cp:$J/$jar.jar"
+done
 cp="$cp:$J/perfmark-api.jar:$J/geronimo-annotation-1.3-spec.jar:$J/junit-jupiter-api.jar"
 cp="$cp:$J/apiguardian-api.jar:$J/error_prone_annotations.jar"
 find "$out/gen" "$here/src" -name '*.java' > "$out/sources.txt"

@@ -69,12 +69,15 @@ async function main() {
   });
 
   const placed = await call(trading, 'PlaceOrder', {
-    pair: 'BTC_USDT', side: 'ORDER_SIDE_BUY', limit: { base_amount: '0.001', limit_price: '1000.00' },
+    pair: 'BTC_USDT', side: 'ORDER_SIDE_BUY', limit: { base_amount: '0.01', limit_price: '1000.00' },
   });
   console.log(`OK PlaceOrder ${placed.order_id}`);
   const cancelled = await call(trading, 'CancelOrders', { order_ids: { ids: [placed.order_id] } });
-  const outcome = cancelled.outcomes[placed.order_id];
-  if (!outcome || outcome.status !== 'CANCEL_STATUS_CANCELLED') fail(`cancel outcome ${JSON.stringify(outcome)}`);
+  // protobufjs renders int64 map keys as raw bytes (a known protobufjs limitation), so check the
+  // single outcome by value rather than by key.
+  const outcomes = Object.values(cancelled.outcomes);
+  const outcome = outcomes[0];
+  if (outcomes.length !== 1 || outcome.status !== 'CANCEL_STATUS_CANCELLED') fail(`cancel outcome ${JSON.stringify(cancelled)}`);
   console.log(`OK CancelOrders ${outcome.raw}`);
 
   try {

@@ -86,7 +86,7 @@ class GatewayClientTest {
   void placesAndCancelsAnOrder() {
     PlaceOrderResponse placed = trading().placeOrder(PlaceOrderRequest.newBuilder()
         .setPair("BTC_USDT").setSide(OrderSide.ORDER_SIDE_BUY)
-        .setLimit(LimitOrder.newBuilder().setBaseAmount("0.001").setLimitPrice("1000.00"))
+        .setLimit(LimitOrder.newBuilder().setBaseAmount("0.01").setLimitPrice("1000.00"))
         .build());
     assertTrue(placed.getOrderId() > 0);
     CancelOrdersResponse cancelled = trading().cancelOrders(CancelOrdersRequest.newBuilder()

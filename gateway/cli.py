@@ -1,0 +1,125 @@
+"""`alp-gateway` subcommands: serve, sandbox, check-config, health."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from gateway.config import SETTINGS, load_config
+from gateway.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alp-gateway", description="ALP.COM gRPC gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gRPC gateway")
+    serve.add_argument("--config", help="TOML settings file (or ALP_GATEWAY_CONFIG)")
+    serve.add_argument("--sandbox", action="store_true", help="trade against the embedded sandbox")
+    serve.add_argument("--host", help="listen address (listen.host)")
+    serve.add_argument("--port", type=int, help="listen port (listen.port)")
+
+    sandbox = sub.add_parser("sandbox", help="run the ALP sandbox exchange alone")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8085)
+    sandbox.add_argument("--no-market", action="store_true", help="no synthetic market activity")
+    sandbox.add_argument("--seed", type=int, default=7)
+    sandbox.add_argument("--token-lifetime", type=float, default=3600.0, help="JWT lifetime, s")
+    sandbox.add_argument("--accounts-file", help="TOML file with more sandbox accounts")
+
+    check = sub.add_parser("check-config", help="validate the settings and exit")
+    check.add_argument("--config", help="TOML settings file (or ALP_GATEWAY_CONFIG)")
+
+    health = sub.add_parser("health", help="query grpc.health.v1 of a running gateway")
+    health.add_argument("--target", default="127.0.0.1:50051")
+    health.add_argument("--service", default="")
+    health.add_argument("--timeout", type=float, default=2.0)
+    return parser
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(coro)
+
+
+def _setup_logging(level: str) -> None:
+    from gateway.logs import configure_logging
+
+    configure_logging(level=level, fmt="text")
+
+
+def run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "sandbox":
+        return _sandbox(args)
+    if args.command == "health":
+        return _health(args)
+    try:
+        config = load_config(args.config)
+        if args.command == "serve":
+            overrides: dict[str, Any] = {}
+            if args.sandbox:
+                overrides["sandbox__enabled"] = True
+            if args.host:
+                overrides["listen__host"] = args.host
+            if args.port is not None:
+                overrides["listen__port"] = args.port
+            config = config.with_overrides(**overrides)
+    except ConfigError as exc:
+        print(f"alp-gateway: invalid setting {exc.setting}: {exc.reason}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(f"configuration valid: {len(SETTINGS)} settings, {len(config.accounts)} accounts")
+        return 0
+    from gateway.app import run_until_signalled
+    from gateway.logs import configure_logging
+
+    configure_logging(
+        level=config["log.level"],
+        fmt=config["log.format"],
+        secrets=[c.api_secret.reveal() for c in config.accounts.values()],
+    )
+    _run(run_until_signalled(config))
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from gateway.sandbox import SandboxConfig, serve
+
+    _setup_logging("INFO")
+    config = SandboxConfig(
+        market=not args.no_market, seed=args.seed, token_lifetime_s=args.token_lifetime
+    )
+    if args.accounts_file:
+        from gateway.sandbox.config import load_accounts
+
+        config = config.with_accounts(load_accounts(args.accounts_file))
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(serve(config, args.host, args.port))
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(args.target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as exc:
+            print(f"health check failed: {exc.code().name}", file=sys.stderr)
+            return 1
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(name)
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1

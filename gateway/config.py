@@ -1,0 +1,258 @@
+"""Typed, frozen gateway settings: loaded once from TOML + ALP_GATEWAY_* environment, validated early.
+
+Every setting has one dotted name (`upstream.rest_url`), one environment variable
+(`ALP_GATEWAY_UPSTREAM_REST_URL`) and a default; README's settings table is generated from `SETTINGS`.
+Secrets never sit in the TOML: accounts name an environment variable or a file for the API secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from gateway.core.token_policy import Secret
+from gateway.errors import ConfigError
+
+ENV_PREFIX: Final = "ALP_GATEWAY_"
+_ACCOUNT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: object
+    kind: Callable[[str], object]
+    help: str
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.replace(".", "_").upper()
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false")
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise ValueError("must be > 0")
+        return value
+
+    return parse
+
+
+def _non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < 0:
+            raise ValueError("must be >= 0")
+        return value
+
+    return parse
+
+
+def _url(text: str) -> str:
+    if not re.fullmatch(r"(https?|wss?)://[^\s/]+(/\S*)?", text):
+        raise ValueError("must be an http(s):// or ws(s):// URL")
+    return text.rstrip("/")
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number 0..65535")
+    return value
+
+
+def _wallet_spelling(text: str) -> str:
+    if text not in ("docs", "alias"):
+        raise ValueError("must be 'docs' (MARGIN_CROSS) or 'alias' (CROSS_MARGIN)")
+    return text
+
+
+def _log_format(text: str) -> str:
+    if text not in ("text", "json"):
+        raise ValueError("must be 'text' or 'json'")
+    return text
+
+
+def _optional_path(text: str) -> str:
+    return text
+
+
+SETTINGS: Final[tuple[Setting, ...]] = (
+    Setting("listen.host", "127.0.0.1", str, "gRPC listen address"),
+    Setting("listen.port", 50051, _port, "gRPC listen port (0 = any free port)"),
+    Setting("upstream.rest_url", "https://www.alp.com/api/v3", _url, "ALP REST base URL"),
+    Setting("upstream.ws_url", "wss://www.alp.com/ws", _url, "ALP WebSocket URL"),
+    Setting("upstream.timeout_s", 10.0, _positive(float), "upstream call timeout without deadline"),
+    Setting("upstream.deadline_margin_s", 0.05, _non_negative(float), "kept from caller deadline"),
+    Setting("upstream.retry_attempts", 3, _positive(int), "tries of an idempotent GET"),
+    Setting("upstream.retry_base_s", 0.05, _positive(float), "first retry backoff ceiling"),
+    Setting("upstream.retry_cap_s", 1.0, _positive(float), "largest retry backoff"),
+    Setting("upstream.max_connections", 64, _positive(int), "HTTP connection pool size"),
+    Setting("upstream.wallet_spelling", "docs", _wallet_spelling, "outbound margin wallet names"),
+    Setting("upstream.pairs_ttl_s", 300.0, _positive(float), "cache life of GET /pairs for checks"),
+    Setting(
+        "upstream.public_cache_ttl_s", 0.25, _non_negative(float), "public micro-cache (0=off)"
+    ),
+    Setting("upstream.public_rps", 100.0, _non_negative(float), "public calls/s limit (0 = off)"),
+    Setting("upstream.private_rps", 2.0, _non_negative(float), "private calls/s/account (0 = off)"),
+    Setting("ws.max_topics_per_connection", 20, _positive(int), "upstream topics per connection"),
+    Setting("ws.linger_s", 2.0, _non_negative(float), "keep an unused topic this long"),
+    Setting("ws.stale_after_s", 45.0, _positive(float), "silence that marks a socket dead"),
+    Setting("ws.reconnect_base_s", 0.25, _positive(float), "first reconnect backoff ceiling"),
+    Setting("ws.reconnect_cap_s", 15.0, _positive(float), "largest reconnect backoff"),
+    Setting("ws.max_frame_bytes", 800, _positive(int), "largest frame sent upstream"),
+    Setting("stream.queue_limit", 10000, _positive(int), "events queued per consumer"),
+    Setting("token.refresh_margin_s", 60.0, _non_negative(float), "refresh this long before exp"),
+    Setting("token.cache_dir", "", _optional_path, "persist tokens here (mode 0600); empty = off"),
+    Setting("accounts.default", "", str, "account used without x-alp-account metadata"),
+    Setting("sandbox.enabled", False, _bool, "start the embedded sandbox and trade against it"),
+    Setting("sandbox.market", True, _bool, "synthetic market activity in the embedded sandbox"),
+    Setting("sandbox.seed", 7, int, "seed of the sandbox market activity"),
+    Setting("log.level", "INFO", str, "logging level"),
+    Setting("log.format", "text", _log_format, "log line format: text or json"),
+)
+_BY_NAME: Final = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class AccountCredentials:
+    """One ALP API key the gateway holds; the secret is a redacted `Secret`."""
+
+    name: str
+    api_key: str
+    api_secret: Secret
+
+    def __repr__(self) -> str:
+        return f"AccountCredentials(name={self.name!r}, api_key=<redacted>, api_secret=<redacted>)"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    values: Mapping[str, Any]
+    accounts: Mapping[str, AccountCredentials] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @property
+    def default_account(self) -> str:
+        chosen = str(self.values["accounts.default"])
+        if chosen:
+            return chosen
+        return next(iter(self.accounts), "")
+
+    def with_overrides(self, **dotted: Any) -> GatewayConfig:
+        """A copy with settings replaced (keys use `__` for `.`): tests and `serve --sandbox`."""
+        merged = dict(self.values)
+        for key, value in dotted.items():
+            name = key.replace("__", ".")
+            if name not in _BY_NAME:
+                raise ConfigError(name, "unknown setting")
+            merged[name] = value
+        return GatewayConfig(merged, self.accounts)
+
+    def with_accounts(self, accounts: Mapping[str, AccountCredentials]) -> GatewayConfig:
+        return GatewayConfig(self.values, dict(accounts))
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name != "accounts":
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _coerce(setting: Setting, raw: object) -> object:
+    try:
+        if isinstance(setting.default, bool) and isinstance(raw, bool):
+            return raw
+        return setting.kind(str(raw))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(setting.name, f"{exc} (got {str(raw)[:60]!r})") from exc
+
+
+def _read_secret(name: str, spec: Mapping[str, Any], env: Mapping[str, str]) -> Secret:
+    if "api_secret" in spec:
+        raise ConfigError(f"accounts.{name}.api_secret", "secrets never go in the TOML file")
+    if "api_secret_file" in spec:
+        path = Path(str(spec["api_secret_file"]))
+        try:
+            return Secret(path.read_text().strip())
+        except OSError as exc:
+            raise ConfigError(
+                f"accounts.{name}.api_secret_file", f"unreadable: {exc.strerror}"
+            ) from exc
+    var = str(spec.get("api_secret_env", f"{ENV_PREFIX}ACCOUNT_{name.upper()}_API_SECRET"))
+    value = env.get(var, "")
+    if not value:
+        raise ConfigError(f"accounts.{name}.api_secret", f"set environment variable {var}")
+    return Secret(value)
+
+
+def _accounts(table: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, AccountCredentials]:
+    names = {k for k in table if isinstance(table[k], dict)}
+    for var in env:
+        match = re.fullmatch(rf"{ENV_PREFIX}ACCOUNT_([A-Z0-9_]+)_API_KEY", var)
+        if match:
+            names.add(match.group(1).lower())
+    accounts: dict[str, AccountCredentials] = {}
+    for name in sorted(names):
+        if not _ACCOUNT_NAME.fullmatch(name):
+            raise ConfigError(f"accounts.{name}", "names are lower case letters, digits, - and _")
+        spec = table.get(name, {})
+        key_var = f"{ENV_PREFIX}ACCOUNT_{name.upper()}_API_KEY"
+        api_key = env.get(key_var) or str(spec.get("api_key", ""))
+        if not api_key:
+            raise ConfigError(f"accounts.{name}.api_key", f"set it in the file or {key_var}")
+        accounts[name] = AccountCredentials(name, api_key, _read_secret(name, spec, env))
+    return accounts
+
+
+def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Defaults < TOML file < environment. Raises ConfigError naming the first bad setting."""
+    env = os.environ if env is None else env
+    path = path or env.get(ENV_PREFIX + "CONFIG") or None
+    table: dict[str, Any] = {}
+    if path:
+        try:
+            table = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError("config file", f"{path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config file", f"{path}: {exc}") from exc
+    flat = _flatten(table)
+    account_table = flat.pop("accounts", {})
+    if not isinstance(account_table, dict):
+        raise ConfigError("accounts", "must be a table")
+    if "default" in account_table:
+        flat["accounts.default"] = account_table.pop("default")
+    unknown = sorted(set(flat) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(unknown[0], "unknown setting")
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get(setting.env, flat.get(setting.name, setting.default))
+        values[setting.name] = _coerce(setting, raw)
+    config = GatewayConfig(values, _accounts(account_table, env))
+    if config["accounts.default"] and config["accounts.default"] not in config.accounts:
+        raise ConfigError("accounts.default", f"no account named {config['accounts.default']!r}")
+    return config

@@ -1,0 +1,199 @@
+"""BookKeeper: the gateway's order book of one pair — REST seed, WS depth snapshots and diffs, resync."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+from gateway.core import rest_parsing, rest_requests, ws_events
+from gateway.core.orderbook import BookInconsistent, OrderBook
+from gateway.errors import UpstreamError
+from gateway.exchange.upstream import Upstream
+from gateway.exchange.ws_public import RECONNECTING, RESYNCED, PublicFeed
+
+log = logging.getLogger(__name__)
+
+Level = tuple[Decimal, Decimal]
+ALP_BOOK_LEVELS = 20  # REST /orderbook and `p` frames carry at most this many levels a side
+
+
+class BookWatcher(Protocol):
+    def on_book(self, keeper: BookKeeper, *, resync: bool, time_s: Decimal | None) -> None: ...
+
+    def on_book_status(self, state: str, topics: tuple[str, ...]) -> None: ...
+
+
+@dataclass
+class BookStats:
+    seeds: int = 0
+    depth_snapshots: int = 0
+    diffs_applied: int = 0
+    diffs_ignored_deep: int = 0
+    inconsistencies: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+
+class BookKeeper:
+    """Maintains one pair's book for any number of watchers; never publishes a crossed book.
+
+    Seeded from GET /orderbook (ALP sends no depth snapshot on subscribe), replaced by every
+    `market_depth` snapshot, updated by `diff` frames. A diff that does not fit (negative size,
+    missing level, crossed result) or any reconnect triggers a resnapshot from REST, and watchers
+    are told it is a resync. Sources carry at most 20 levels, so the book knows nothing beyond its
+    worst level once it was truncated: diffs out there are ignored rather than guessed.
+    """
+
+    def __init__(
+        self,
+        pair: str,
+        feed: PublicFeed,
+        upstream: Upstream,
+        *,
+        request_timeout_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pair = pair
+        self.book = OrderBook(pair)
+        self._feed = feed
+        self._upstream = upstream
+        self._timeout = request_timeout_s
+        self._clock = clock
+        self._watchers: set[BookWatcher] = set()
+        self._seeded = asyncio.Event()
+        self._resync_task: asyncio.Task[None] | None = None
+        self._truncated_bids = False
+        self._truncated_asks = False
+        self._resyncing = False
+        self.stats = BookStats()
+        self.topics = (f"market_depth.{pair}", f"diff.{pair}")
+
+    @property
+    def seeded(self) -> bool:
+        return self._seeded.is_set()
+
+    async def start(self) -> None:
+        for topic in self.topics:
+            await self._feed.add(topic, self)
+        await self._resnapshot(resync=False)
+
+    async def stop(self) -> None:
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+        for topic in self.topics:
+            await self._feed.remove(topic, self)
+
+    def watch(self, watcher: BookWatcher) -> None:
+        self._watchers.add(watcher)
+
+    def unwatch(self, watcher: BookWatcher) -> None:
+        self._watchers.discard(watcher)
+
+    @property
+    def watcher_count(self) -> int:
+        return len(self._watchers)
+
+    async def wait_seeded(self, within_s: float) -> None:
+        await asyncio.wait_for(self._seeded.wait(), within_s)
+
+    # -- FeedListener ----------------------------------------------------------------------------
+    def on_event(self, topic: str, event: ws_events.WsEvent) -> None:
+        if self._resyncing:
+            return  # the REST snapshot being fetched supersedes frames in flight
+        if isinstance(event, ws_events.Depth):
+            self.stats.depth_snapshots += 1
+            self._truncated_bids = len(event.bids) >= ALP_BOOK_LEVELS
+            self._truncated_asks = len(event.asks) >= ALP_BOOK_LEVELS
+            try:
+                changes = self.book.apply_snapshot(event.bids, event.asks)
+            except BookInconsistent as exc:
+                self._inconsistent(exc.reason)
+                return
+            if changes:
+                self._publish(resync=False, time_s=event.ts)
+        elif isinstance(event, ws_events.BookDiff):
+            bids = self._within_known(event.bids, bid_side=True)
+            asks = self._within_known(event.asks, bid_side=False)
+            if not bids and not asks:
+                return
+            try:
+                changes = self.book.apply_diff(bids, asks)
+            except BookInconsistent as exc:
+                self._inconsistent(exc.reason)
+                return
+            self.stats.diffs_applied += 1
+            if changes:
+                self._publish(resync=False, time_s=event.ts)
+
+    def on_status(self, state: str, topics: tuple[str, ...]) -> None:
+        for watcher in tuple(self._watchers):
+            watcher.on_book_status(state, topics)
+        if state == RECONNECTING:
+            self._resyncing = True
+        elif state == RESYNCED:
+            self._schedule_resnapshot()
+
+    def on_rejected(self, topic: str, message: str) -> None:
+        log.warning("book %s: upstream rejected %s: %s", self.pair, topic, message[:200])
+
+    # -- internals -------------------------------------------------------------------------------
+    def _within_known(self, deltas: tuple[Level, ...], *, bid_side: bool) -> list[Level]:
+        truncated = self._truncated_bids if bid_side else self._truncated_asks
+        levels = self.book.bids() if bid_side else self.book.asks()
+        if not truncated or not levels:
+            return list(deltas)
+        worst = levels[-1][0]
+        kept = [
+            (price, delta)
+            for price, delta in deltas
+            if (price >= worst if bid_side else price <= worst)
+        ]
+        self.stats.diffs_ignored_deep += len(deltas) - len(kept)
+        return kept
+
+    def _inconsistent(self, reason: str) -> None:
+        self.stats.inconsistencies += 1
+        self.stats.reasons = [*self.stats.reasons[-9:], reason]
+        log.warning("book %s inconsistent (%s); resnapshotting", self.pair, reason)
+        self._schedule_resnapshot()
+
+    def _schedule_resnapshot(self) -> None:
+        self._resyncing = True
+        if self._resync_task is None or self._resync_task.done():
+            self._resync_task = asyncio.get_running_loop().create_task(
+                self._resnapshot(resync=True)
+            )
+
+    async def _resnapshot(self, *, resync: bool) -> None:
+        self._resyncing = True
+        attempt = 0
+        while True:
+            try:
+                # Straight to the client: a resync must not be answered from the micro-cache.
+                payload = await self._upstream.client.call(
+                    rest_requests.order_book(self.pair),
+                    deadline=self._clock() + self._timeout,
+                )
+                snapshot = rest_parsing.parse_order_book(payload)
+                break
+            except UpstreamError as exc:
+                attempt += 1
+                log.warning("book %s: snapshot failed (%s); retrying", self.pair, exc)
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+        bids = [(level.price, level.amount) for level in snapshot.buy]
+        asks = [(level.price, level.amount) for level in snapshot.sell]
+        self.book.reset(bids, asks)
+        self._truncated_bids = len(bids) >= ALP_BOOK_LEVELS
+        self._truncated_asks = len(asks) >= ALP_BOOK_LEVELS
+        self.stats.seeds += 1
+        self._resyncing = False
+        self._seeded.set()
+        self._publish(resync=resync, time_s=None)
+
+    def _publish(self, *, resync: bool, time_s: Decimal | None) -> None:
+        for watcher in tuple(self._watchers):
+            watcher.on_book(self, resync=resync, time_s=time_s)

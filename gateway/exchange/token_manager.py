@@ -1,0 +1,120 @@
+"""TokenManager: one ALP bearer JWT per credential, shared by REST and WebSocket, single-flight refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from gateway.core.token_policy import needs_refresh, read_expiry
+from gateway.errors import UpstreamProtocolError
+
+log = logging.getLogger(__name__)
+
+Authenticate = Callable[[], Awaitable[str]]
+
+
+class TokenManager:
+    """Holds the current JWT of one ALP account and renews it ahead of `exp`.
+
+    `token()` is safe to call from any number of tasks: at most one `POST /auth` runs at a time and
+    every waiter re-checks after it. `invalidate(token)` drops a token ALP refused (401) unless a
+    newer one has already replaced it, so one 401 burst causes one re-authentication.
+    """
+
+    def __init__(
+        self,
+        account: str,
+        api_key: str,
+        authenticate: Authenticate,
+        *,
+        refresh_margin_s: float,
+        cache_dir: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.account = account
+        self._authenticate = authenticate
+        self._margin = refresh_margin_s
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._token: str | None = None
+        self._expires_at: float | None = None
+        self.refreshes = 0
+        self._cache_file: Path | None = None
+        if cache_dir is not None:
+            digest = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+            self._cache_file = cache_dir / f"{account}-{digest}.jwt"
+            self._load_cached()
+
+    def __repr__(self) -> str:
+        return f"TokenManager(account={self.account!r}, expires_at={self._expires_at!r})"
+
+    @property
+    def expires_at(self) -> float | None:
+        return self._expires_at
+
+    def current(self) -> str | None:
+        """The held token if it is still fresh (no I/O)."""
+        if self._token and not needs_refresh(self._clock(), self._expires_at, self._margin):
+            return self._token
+        return None
+
+    async def token(self) -> str:
+        fresh = self.current()
+        if fresh is not None:
+            return fresh
+        async with self._lock:
+            fresh = self.current()
+            if fresh is not None:
+                return fresh
+            return await self._refresh()
+
+    async def invalidate(self, rejected: str) -> None:
+        async with self._lock:
+            if self._token == rejected:
+                self._token = None
+                self._expires_at = None
+
+    async def _refresh(self) -> str:
+        token = await self._authenticate()
+        try:
+            expires_at = read_expiry(token)
+        except UpstreamProtocolError:
+            log.warning(
+                "ALP token for account %s has no readable exp; refreshing per call", self.account
+            )
+            expires_at = self._clock()
+        self._token, self._expires_at = token, expires_at
+        self.refreshes += 1
+        log.info("ALP token for account %s refreshed, expires at %.0f", self.account, expires_at)
+        self._store()
+        return token
+
+    def _load_cached(self) -> None:
+        assert self._cache_file is not None
+        try:
+            token = self._cache_file.read_text().strip()
+            expires_at = read_expiry(token)
+        except (OSError, UpstreamProtocolError):
+            return
+        if not needs_refresh(self._clock(), expires_at, self._margin):
+            self._token, self._expires_at = token, expires_at
+            log.info("ALP token for account %s loaded from cache", self.account)
+
+    def _store(self) -> None:
+        if self._cache_file is None or self._token is None:
+            return
+        try:
+            self._cache_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = self._cache_file.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(self._token)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self._cache_file)
+        except OSError as exc:
+            log.warning("cannot persist ALP token for account %s: %s", self.account, exc.strerror)

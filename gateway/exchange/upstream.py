@@ -1,0 +1,132 @@
+"""Upstream: the gateway's view of ALP — accounts, the REST client, a public micro-cache, pair rules."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.core import rest_parsing, rest_requests
+from gateway.core.rest_requests import RestRequest
+from gateway.core.validation import PairRules
+from gateway.errors import UnknownAccount, UpstreamError
+from gateway.exchange.rest_client import AccountSession, RestClient
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    shared: int = 0  # callers that joined an in-flight identical request
+
+
+class Upstream:
+    """Everything RPC handlers need from ALP, with the per-account state kept in one place.
+
+    Public GETs go through a short-lived cache with single-flight: concurrent identical calls make
+    one upstream request, and for `public_cache_ttl_s` after it the answer is reused (0 = off).
+    """
+
+    def __init__(
+        self,
+        client: RestClient,
+        accounts: Mapping[str, AccountSession],
+        default_account: str,
+        *,
+        public_cache_ttl_s: float = 0.0,
+        pairs_ttl_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.accounts = dict(accounts)
+        self.default_account = default_account
+        self._ttl = public_cache_ttl_s
+        self._pairs_ttl = pairs_ttl_s
+        self._clock = clock
+        self._cache: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, Any]] = {}
+        self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Future[Any]] = {}
+        self._rules: dict[str, PairRules] = {}
+        self._rules_at = -1e18
+        self._rules_lock = asyncio.Lock()
+        self.cache_stats = CacheStats()
+
+    def account(self, name: str | None) -> AccountSession:
+        chosen = name or self.default_account
+        session = self.accounts.get(chosen)
+        if session is None:
+            raise UnknownAccount(chosen or "(none configured)")
+        return session
+
+    async def public(self, request: RestRequest, *, deadline: float, request_id: str = "") -> Any:
+        if self._ttl <= 0 or not request.idempotent:
+            return await self.client.call(request, deadline=deadline, request_id=request_id)
+        key = (request.path, request.query)
+        cached = self._cache.get(key)
+        now = self._clock()
+        if cached is not None and cached[0] > now:
+            self.cache_stats.hits += 1
+            return cached[1]
+        pending = self._inflight.get(key)
+        if pending is not None:
+            self.cache_stats.shared += 1
+            return await asyncio.shield(pending)
+        self.cache_stats.misses += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            payload = await self.client.call(request, deadline=deadline, request_id=request_id)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: joiners may be gone
+            raise
+        else:
+            self._cache[key] = (self._clock() + self._ttl, payload)
+            future.set_result(payload)
+            return payload
+        finally:
+            self._inflight.pop(key, None)
+
+    async def private(
+        self,
+        account: AccountSession,
+        request: RestRequest,
+        *,
+        deadline: float,
+        request_id: str = "",
+    ) -> Any:
+        return await self.client.call(
+            request, account=account, deadline=deadline, request_id=request_id
+        )
+
+    async def pair_rules(self, pair: str, *, deadline: float) -> PairRules | None:
+        """Rules of `pair` from a cached GET /pairs; None when ALP cannot be asked right now.
+
+        Raises KeyError when the pair list is known and does not contain `pair`.
+        """
+        if self._clock() - self._rules_at > self._pairs_ttl:
+            async with self._rules_lock:
+                if self._clock() - self._rules_at > self._pairs_ttl:
+                    try:
+                        payload = await self.client.call(rest_requests.pairs(), deadline=deadline)
+                        pairs = rest_parsing.parse_pairs(payload)
+                    except UpstreamError:
+                        return self._rules.get(pair)
+                    self._rules = {p.name: _rules_of(p) for p in pairs}
+                    self._rules_at = self._clock()
+        if pair not in self._rules:
+            raise KeyError(pair)
+        return self._rules[pair]
+
+
+def _rules_of(pair: Any) -> PairRules:
+    return PairRules(
+        name=pair.name,
+        price_precision=pair.price_precision,
+        amount_precision=pair.amount_precision,
+        min_order_size=pair.minimum_order_size,
+        max_order_size=pair.maximum_order_size,
+        min_order_value=pair.minimum_order_value,
+    )

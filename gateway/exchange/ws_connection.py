@@ -1,0 +1,184 @@
+"""WsConnection: one upstream ALP WebSocket kept alive — reconnects, keepalive, staleness watchdog."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from gateway.core import ws_codec, ws_events
+from gateway.core.backoff import reconnect_delay
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WsSettings:
+    url: str
+    stale_after_s: float = 45.0  # API-NOTES: ~45 s of silence means a dead socket
+    reconnect_base_s: float = 0.25
+    reconnect_cap_s: float = 15.0
+    connect_timeout_s: float = 10.0
+    max_frame_bytes: int = 800
+
+
+@dataclass
+class WsStats:
+    connects: int = 0
+    disconnects: int = 0
+    frames_in: int = 0
+    frames_out: int = 0
+    text_pings_answered: int = 0
+    stale_timeouts: int = 0
+
+
+class WsConnection:
+    """Owns one socket and its reconnect loop; everything it receives goes to `on_event`.
+
+    Keepalive per API-NOTES: protocol pings are answered with pongs; a received text "1" is answered
+    with "2"; the gateway never sends unsolicited text. Any frame (pings included) resets the
+    staleness watchdog; `stale_after_s` of silence drops the socket and reconnects. `on_connected` runs after every
+    (re)connect, before frames are dispatched, and must (re)send subscriptions or auth;
+    `on_disconnected` runs after every loss so listeners can tell their consumers.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        session: aiohttp.ClientSession,
+        settings: WsSettings,
+        *,
+        on_event: Callable[[ws_events.WsEvent], None],
+        on_connected: Callable[[WsConnection], Awaitable[None]],
+        on_disconnected: Callable[[WsConnection], None],
+        codec_stats: ws_codec.CodecStats | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.name = name
+        self._session = session
+        self._settings = settings
+        self._on_event = on_event
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
+        self._rand = rand
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.connected = asyncio.Event()
+        self.stats = WsStats()
+        self.codec_stats = codec_stats or ws_codec.CodecStats()
+        self.last_frame_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"WsConnection({self.name!r}, connected={self.connected.is_set()})"
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"ws:{self.name}")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def send(self, text: str) -> bool:
+        """Send one frame if connected; False when not (the next (re)connect resends state)."""
+        ws = self._ws
+        if ws is None or ws.closed or not self.connected.is_set():
+            return False
+        if len(text.encode()) > self._settings.max_frame_bytes:
+            raise ValueError(f"frame of {len(text.encode())} bytes exceeds the upstream limit")
+        try:
+            await ws.send_str(text)
+        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            return False
+        self.stats.frames_out += 1
+        return True
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closing:
+            try:
+                async with self._session.ws_connect(
+                    self._settings.url,
+                    autoping=False,  # answered below so that pings count as liveness
+                    heartbeat=None,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+                    max_msg_size=16 * 1024 * 1024,
+                ) as ws:
+                    self._ws = ws
+                    self.stats.connects += 1
+                    self.last_frame_at = time.monotonic()
+                    self.connected.set()
+                    attempt = 0
+                    await self._on_connected(self)
+                    await self._read(ws)
+            except asyncio.CancelledError:
+                raise
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("ws %s: connection failed: %s", self.name, type(exc).__name__)
+            except Exception:
+                log.exception("ws %s: unexpected error; reconnecting", self.name)
+            finally:
+                was_connected = self.connected.is_set()
+                self.connected.clear()
+                self._ws = None
+                if was_connected:
+                    self.stats.disconnects += 1
+                    self._on_disconnected(self)
+            if self._closing:
+                return
+            delay = reconnect_delay(
+                attempt,
+                base=self._settings.reconnect_base_s,
+                cap=self._settings.reconnect_cap_s,
+                rand=self._rand(),
+            )
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        stale = self._settings.stale_after_s
+        while True:
+            try:
+                message = await ws.receive(timeout=stale)
+            except TimeoutError:
+                self.stats.stale_timeouts += 1
+                log.warning("ws %s: no frame for %.0f s; reconnecting", self.name, stale)
+                return
+            if message.type is aiohttp.WSMsgType.TEXT:
+                self.last_frame_at = time.monotonic()
+                self.stats.frames_in += 1
+                event = ws_codec.decode_frame(message.data, self.codec_stats)
+                if isinstance(event, ws_events.TextPing):
+                    self.stats.text_pings_answered += 1
+                    await ws.send_str(ws_codec.PONG_TEXT)
+                    continue
+                self._on_event(event)
+            elif message.type is aiohttp.WSMsgType.BINARY:
+                self.last_frame_at = time.monotonic()
+                self.codec_stats.malformed += 1
+            elif message.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            ):
+                log.info("ws %s: closed by upstream (%s)", self.name, ws.close_code)
+                return
+            elif message.type is aiohttp.WSMsgType.PING:
+                self.last_frame_at = time.monotonic()
+                await ws.pong(message.data)
+            else:  # PONG or other control frames still prove liveness
+                self.last_frame_at = time.monotonic()

@@ -1,0 +1,263 @@
+"""PublicFeed: shares few upstream WebSocket connections among all public stream subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import aiohttp
+
+from gateway.core import ws_codec, ws_events
+from gateway.core.subscriptions import (
+    CloseConnection,
+    Command,
+    OpenConnection,
+    Subscribe,
+    SubscriptionTable,
+    Unsubscribe,
+)
+from gateway.exchange.ws_connection import WsConnection, WsSettings
+
+log = logging.getLogger(__name__)
+
+RECONNECTING = "reconnecting"
+RESYNCED = "resynced"
+SUBSCRIBED = "subscribed"
+
+
+class FeedListener(Protocol):
+    def on_event(self, topic: str, event: ws_events.WsEvent) -> None: ...
+
+    def on_status(self, state: str, topics: tuple[str, ...]) -> None: ...
+
+    def on_rejected(self, topic: str, message: str) -> None: ...
+
+
+class PublicFeed:
+    """Topic -> listeners, backed by a SubscriptionTable packed onto a pool of connections.
+
+    The first listener of a topic subscribes it upstream (once), the last one leaving unsubscribes
+    it after a linger. A reconnect resubscribes every live topic of that connection and tells the
+    listeners (RECONNECTING, then RESYNCED on the upstream ack).
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: WsSettings,
+        *,
+        max_topics_per_connection: int = 20,
+        linger_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._settings = settings
+        self._table = SubscriptionTable(
+            max_topics_per_connection=max_topics_per_connection, linger_s=linger_s
+        )
+        self._linger_s = linger_s
+        self._clock = clock
+        self._listeners: dict[str, set[FeedListener]] = {}
+        self._connections: dict[str, WsConnection] = {}
+        self._sent: dict[str, set[str]] = {}
+        self._resyncing: set[str] = set()
+        self._live: set[str] = set()  # acknowledged upstream on a connection that is still up
+        self._lock = asyncio.Lock()
+        self._linger_task: asyncio.Task[None] | None = None
+        self._last_trade_id: dict[str, int] = {}
+        self.codec_stats = ws_codec.CodecStats()
+        self.subscribe_frames_sent = 0
+        self.unsubscribe_frames_sent = 0
+        self.duplicates_dropped = 0
+
+    # -- listener side -------------------------------------------------------------------------
+    async def add(self, topic: str, listener: FeedListener) -> None:
+        async with self._lock:
+            self._listeners.setdefault(topic, set()).add(listener)
+            await self._apply(self._table.acquire(topic, self._clock()))
+            self._ensure_linger_task()
+
+    async def remove(self, topic: str, listener: FeedListener) -> None:
+        async with self._lock:
+            listeners = self._listeners.get(topic)
+            if listeners is None or listener not in listeners:
+                return
+            listeners.discard(listener)
+            if not listeners:
+                del self._listeners[topic]
+            await self._apply(self._table.release(topic, self._clock()))
+
+    def connections(self) -> dict[str, tuple[str, ...]]:
+        """conn id -> topics on it (for status, metrics and tests)."""
+        return self._table.connections()
+
+    def is_live(self, topic: str) -> bool:
+        return topic in self._live
+
+    def refcount(self, topic: str) -> int:
+        return self._table.refcount(topic)
+
+    def listener_count(self) -> int:
+        return sum(len(v) for v in self._listeners.values())
+
+    def connection_stats(self) -> dict[str, object]:
+        return {name: conn.stats for name, conn in self._connections.items()}
+
+    async def drop_all_connections_for_test(self) -> None:
+        for conn in list(self._connections.values()):
+            ws = conn._ws
+            if ws is not None:
+                await ws.close()
+
+    async def close(self) -> None:
+        if self._linger_task is not None:
+            self._linger_task.cancel()
+            self._linger_task = None
+        for conn in list(self._connections.values()):
+            await conn.close()
+        self._connections.clear()
+
+    # -- commands -> I/O -----------------------------------------------------------------------
+    async def _apply(self, commands: list[Command]) -> None:
+        for command in commands:
+            if isinstance(command, OpenConnection):
+                self._open(command.conn_id)
+            elif isinstance(command, Subscribe):
+                await self._send_subscribe(command.conn_id, command.topics)
+            elif isinstance(command, Unsubscribe):
+                await self._send_unsubscribe(command.conn_id, command.topics)
+            elif isinstance(command, CloseConnection):
+                conn = self._connections.pop(command.conn_id, None)
+                self._sent.pop(command.conn_id, None)
+                if conn is not None:
+                    await conn.close()
+
+    def _open(self, conn_id: str) -> None:
+        if conn_id in self._connections:
+            return
+        conn = WsConnection(
+            conn_id,
+            self._session,
+            self._settings,
+            on_event=functools.partial(self._dispatch, conn_id),
+            on_connected=self._connected,
+            on_disconnected=self._disconnected,
+            codec_stats=self.codec_stats,
+        )
+        self._connections[conn_id] = conn
+        self._sent[conn_id] = set()
+        conn.start()
+
+    async def _send_subscribe(self, conn_id: str, topics: tuple[str, ...]) -> None:
+        conn = self._connections.get(conn_id)
+        sent = self._sent.setdefault(conn_id, set())
+        fresh = [t for t in topics if t not in sent]
+        if conn is None or not fresh or not conn.connected.is_set():
+            return  # `_connected` sends everything the table holds for this connection
+        for frame in ws_codec.subscribe_frames(fresh, self._settings.max_frame_bytes):
+            if await conn.send(frame):
+                self.subscribe_frames_sent += 1
+        sent.update(fresh)
+
+    async def _send_unsubscribe(self, conn_id: str, topics: tuple[str, ...]) -> None:
+        conn = self._connections.get(conn_id)
+        sent = self._sent.setdefault(conn_id, set())
+        live = [t for t in topics if t in sent]
+        sent.difference_update(live)
+        if conn is None or not live:
+            return
+        for frame in ws_codec.unsubscribe_frames(live, self._settings.max_frame_bytes):
+            if await conn.send(frame):
+                self.unsubscribe_frames_sent += 1
+
+    async def _connected(self, conn: WsConnection) -> None:
+        async with self._lock:
+            self._sent[conn.name] = set()
+            topics = self._table.topics_of(conn.name)
+            await self._send_subscribe(conn.name, topics)
+
+    def _disconnected(self, conn: WsConnection) -> None:
+        topics = self._table.topics_of(conn.name)
+        self._sent[conn.name] = set()
+        self._live.difference_update(topics)
+        if topics:
+            self._resyncing.update(topics)
+            self._notify(RECONNECTING, topics)
+
+    # -- upstream events -> listeners ----------------------------------------------------------
+    def _dispatch(self, conn_id: str, event: ws_events.WsEvent) -> None:
+        if isinstance(event, ws_events.Ack):
+            if event.command == "subscribe":
+                self._live.update(event.topics)
+                resynced = tuple(t for t in event.topics if t in self._resyncing)
+                fresh = tuple(t for t in event.topics if t not in self._resyncing)
+                self._resyncing.difference_update(resynced)
+                if resynced:
+                    self._notify(RESYNCED, resynced)
+                if fresh:
+                    self._notify(SUBSCRIBED, fresh)
+            if event.command == "unsubscribe":
+                self._live.difference_update(event.topics)
+            return
+        if isinstance(event, ws_events.ErrorFrame):
+            self._on_error(conn_id, event)
+            return
+        topic = ws_codec.topic_of(event)
+        if topic is None:
+            return
+        if isinstance(event, ws_events.Trade):
+            last = self._last_trade_id.get(event.pair, -1)
+            if event.trade_id <= last:
+                self.duplicates_dropped += 1  # trade.* and trade.PAIR both delivered it
+                return
+            self._last_trade_id[event.pair] = event.trade_id
+            for listener in tuple(self._listeners.get("trade.*", ())):
+                listener.on_event("trade.*", event)
+        for listener in tuple(self._listeners.get(topic, ())):
+            listener.on_event(topic, event)
+
+    def _on_error(self, conn_id: str, event: ws_events.ErrorFrame) -> None:
+        command = event.command or ()
+        topics = tuple(command[1:]) if command and command[0] == "subscribe" else ()
+        if "too many topics" in event.message.lower() and topics:
+            log.warning("ws %s: upstream refused %d topics as too many", conn_id, len(topics))
+            asyncio.get_running_loop().create_task(self._move(conn_id, topics))
+            return
+        for topic in topics or self._topics_named_in(event.message):
+            for listener in tuple(self._listeners.get(topic, ())):
+                listener.on_rejected(topic, event.message)
+        if not topics:
+            log.warning("ws %s: upstream error frame: %s", conn_id, event.message[:200])
+
+    def _topics_named_in(self, message: str) -> tuple[str, ...]:
+        return tuple(t for t in self._listeners if t in message)
+
+    async def _move(self, conn_id: str, topics: tuple[str, ...]) -> None:
+        async with self._lock:
+            for topic in topics:
+                self._sent.get(conn_id, set()).discard(topic)
+                await self._apply(self._table.rejected(conn_id, topic, self._clock()))
+
+    def _notify(self, state: str, topics: tuple[str, ...]) -> None:
+        by_listener: dict[FeedListener, list[str]] = {}
+        for topic in topics:
+            for listener in self._listeners.get(topic, ()):
+                by_listener.setdefault(listener, []).append(topic)
+        for listener, mine in by_listener.items():
+            listener.on_status(state, tuple(mine))
+
+    # -- linger --------------------------------------------------------------------------------
+    def _ensure_linger_task(self) -> None:
+        if self._linger_task is None or self._linger_task.done():
+            self._linger_task = asyncio.get_running_loop().create_task(self._linger_loop())
+
+    async def _linger_loop(self) -> None:
+        tick = max(0.02, min(0.5, self._linger_s / 4 or 0.02))
+        while True:
+            await asyncio.sleep(tick)
+            async with self._lock:
+                await self._apply(self._table.due(self._clock()))

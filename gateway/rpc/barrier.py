@@ -1,0 +1,141 @@
+"""The final error barrier: request ids, one access-log line per RPC, errors mapped to statuses."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from gateway.errors import GatewayError
+from gateway.rpc.call import REQUEST_ID_HEADER, choose_request_id, metadata_value, request_id_var
+from gateway.rpc.status_map import MappedError, map_error
+
+log = logging.getLogger("gateway.access")
+errlog = logging.getLogger("gateway.rpc")
+
+if TYPE_CHECKING:
+    Context = grpc.aio.ServicerContext[Any, Any]
+else:  # generic only in the stubs
+    Context = grpc.aio.ServicerContext
+RpcObserver = Callable[[str, str, float], None]
+
+
+class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in the stubs
+    """Wraps every handler so that no exception escapes unmapped and every call is logged once.
+
+    GatewayError subclasses become their mapped status with google.rpc details; anything else is a
+    bug: INTERNAL with a generic message (and the request id) while the traceback goes to the log.
+    """
+
+    def __init__(self, observer: RpcObserver | None = None) -> None:
+        self._observer = observer
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _wrap_unary(self, method: str, inner: Any) -> Any:
+        async def behavior(request: Any, context: Context) -> Any:
+            request_id = _begin(context)
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                return await inner(request, context)
+            except grpc.aio.AbortError:
+                code = _code_name(context)
+                raise
+            except GatewayError as exc:
+                mapped = map_error(exc)
+                code = mapped.code.name
+                await _abort(context, mapped, request_id)
+            except Exception as exc:
+                code = _unexpected(exc, context, method, request_id)
+                await _abort(context, _internal(request_id), request_id)
+            finally:
+                self._finish(method, code, started, request_id)
+
+        return behavior
+
+    def _wrap_stream(self, method: str, inner: Any) -> Any:
+        async def behavior(request: Any, context: Context) -> AsyncIterator[Any]:
+            request_id = _begin(context)
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                async for item in inner(request, context):
+                    yield item
+            except grpc.aio.AbortError:
+                code = _code_name(context)
+                raise
+            except GatewayError as exc:
+                mapped = map_error(exc)
+                code = mapped.code.name
+                await _abort(context, mapped, request_id)
+            except Exception as exc:
+                code = _unexpected(exc, context, method, request_id)
+                await _abort(context, _internal(request_id), request_id)
+            finally:
+                self._finish(method, code, started, request_id)
+
+        return behavior
+
+    def _finish(self, method: str, code: str, started: float, request_id: str) -> None:
+        elapsed = time.perf_counter() - started
+        log.info(
+            "rpc %s %s %.2fms",
+            method,
+            code,
+            elapsed * 1000,
+            extra={"request_id": request_id, "rpc_method": method, "rpc_code": code},
+        )
+        if self._observer is not None:
+            self._observer(method, code, elapsed)
+
+
+def _begin(context: Context) -> str:
+    request_id = choose_request_id(metadata_value(context, REQUEST_ID_HEADER))
+    request_id_var.set(request_id)
+    context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
+    return request_id
+
+
+def _internal(request_id: str) -> MappedError:
+    return MappedError(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})")
+
+
+def _unexpected(exc: Exception, context: Context, method: str, request_id: str) -> str:
+    errlog.error("unexpected error in %s (request id %s)", method, request_id, exc_info=exc)
+    return "INTERNAL"
+
+
+def _code_name(context: Context) -> str:
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "ABORTED"
+
+
+async def _abort(context: Context, mapped: MappedError, request_id: str) -> None:
+    status = mapped.to_status()
+    trailing = (*status.trailing_metadata, (REQUEST_ID_HEADER, request_id))
+    await context.abort(status.code, status.details, trailing)

@@ -1,0 +1,132 @@
+"""Delivery: one stream consumer's bounded queue, wake-up and adaptive batching into wire messages.
+
+The upstream side calls `offer*` synchronously (never awaiting a consumer). The consumer's handler
+iterates `messages()`, which waits while nothing is pending and otherwise drains everything at once
+into as few response messages as possible: a run of events becomes one message, a status its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+from collections.abc import AsyncIterator, Callable, Hashable
+from dataclasses import dataclass
+
+from gateway.core.fanout_queue import ConflatingQueue, LosslessQueue
+from gateway.errors import Draining, SlowConsumer
+from gateway.rpc.wire import uint_field
+
+_status_keys = itertools.count()
+
+
+class Policy(enum.Enum):
+    LOSSLESS = "lossless"  # every event or the stream ends with RESOURCE_EXHAUSTED
+    CONFLATE = "conflate"  # newest per key wins, `skipped` says how many were dropped
+    RESNAPSHOT = "resnapshot"  # on overflow, drop the backlog and restart from a fresh snapshot
+
+
+@dataclass(slots=True, frozen=True)
+class _Entry:
+    chunk: bytes
+    is_status: bool
+
+
+class Delivery:
+    """A consumer registration. `chunk`s are pre-encoded elements of the response's event field."""
+
+    def __init__(
+        self,
+        channel: str,
+        policy: Policy,
+        *,
+        limit: int,
+        skipped_field: int = 0,
+        resnapshot: Callable[[], list[bytes]] | None = None,
+    ) -> None:
+        if policy is Policy.RESNAPSHOT and resnapshot is None:
+            raise ValueError("RESNAPSHOT needs a resnapshot callback")
+        self.channel = channel
+        self.policy = policy
+        self._skipped_field = skipped_field
+        self._resnapshot = resnapshot
+        self._lossless: LosslessQueue[_Entry] = LosslessQueue(limit)
+        self._conflating: ConflatingQueue[_Entry] = ConflatingQueue()
+        self._wake = asyncio.Event()
+        self._ended: BaseException | None = None
+        self.delivered_messages = 0
+        self.delivered_events = 0
+        self.resnapshots = 0
+        self._pending_skipped = 0
+
+    def __len__(self) -> int:
+        return len(self._conflating) if self.policy is Policy.CONFLATE else len(self._lossless)
+
+    def offer(self, chunk: bytes, key: Hashable = None) -> None:
+        """One event element; `key` names what a newer event replaces (CONFLATE only)."""
+        self._push(_Entry(chunk, False), key if key is not None else next(_status_keys))
+
+    def offer_status(self, message: bytes) -> None:
+        """A whole response message carrying a status; delivered in order, never conflated away."""
+        self._push(_Entry(message, True), ("status", next(_status_keys)))
+
+    def _push(self, entry: _Entry, key: Hashable) -> None:
+        if self.policy is Policy.CONFLATE:
+            self._conflating.offer(key, entry)
+        elif not self._lossless.offer(entry) and self.policy is Policy.RESNAPSHOT:
+            self._restart_from_snapshot()
+        self._wake.set()
+
+    def _restart_from_snapshot(self) -> None:
+        """The consumer fell too far behind a book: drop its backlog, send a fresh snapshot."""
+        assert self._resnapshot is not None
+        self._pending_skipped += self._lossless.lost
+        self._lossless = LosslessQueue(self._lossless.limit)
+        self.resnapshots += 1
+        for snapshot in self._resnapshot():
+            self._lossless.offer(_Entry(snapshot, False))
+
+    def end(self, reason: BaseException) -> None:
+        """Finish the stream with `reason` (e.g. Draining) once the pending messages are out."""
+        if self._ended is None:
+            self._ended = reason
+        self._wake.set()
+
+    def _drain(self) -> tuple[list[_Entry], int]:
+        if self.policy is Policy.CONFLATE:
+            return self._conflating.drain()
+        if self._lossless.broken:
+            raise SlowConsumer(self.channel, self._lossless.lost)
+        skipped, self._pending_skipped = self._pending_skipped, 0
+        return self._lossless.drain(), skipped
+
+    async def messages(self) -> AsyncIterator[bytes]:
+        while True:
+            if not len(self) and not self._lossless.broken:
+                if self._ended is not None:
+                    raise self._ended
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            entries, skipped = self._drain()
+            run: list[bytes] = []
+            for entry in entries:
+                if entry.is_status:
+                    if run:
+                        yield self._events_message(run, skipped)
+                        run, skipped = [], 0
+                    self.delivered_messages += 1
+                    yield entry.chunk
+                elif entry.chunk:
+                    run.append(entry.chunk)
+            if run:
+                yield self._events_message(run, skipped)
+
+    def _events_message(self, run: list[bytes], skipped: int) -> bytes:
+        self.delivered_messages += 1
+        self.delivered_events += len(run)
+        tail = uint_field(self._skipped_field, skipped) if self._skipped_field else b""
+        return b"".join(run) + tail
+
+
+__all__ = ["Delivery", "Draining", "Policy"]

@@ -1,0 +1,96 @@
+"""The grpc.aio server: servicers, the error barrier, health and reflection, admission limits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from alp.v3 import (
+    account_pb2,
+    account_pb2_grpc,
+    market_data_pb2,
+    market_data_pb2_grpc,
+    stream_pb2,
+    trading_pb2,
+    trading_pb2_grpc,
+)
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gateway.exchange.upstream import Upstream
+from gateway.rpc.account import AccountServicer
+from gateway.rpc.barrier import ErrorBarrier, RpcObserver
+from gateway.rpc.market_data import MarketDataServicer
+from gateway.rpc.stream import StreamServicer
+from gateway.rpc.stream import register as register_streams
+from gateway.rpc.trading import TradingServicer
+
+SERVICE_NAMES: tuple[str, ...] = (
+    market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name,
+    account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    trading_pb2.DESCRIPTOR.services_by_name["TradingService"].full_name,
+    stream_pb2.DESCRIPTOR.services_by_name["StreamService"].full_name,
+)
+
+# PERF-NOTES: with core defaults a burst of 5,000 stream calls only got ~3,000 into handlers.
+SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.server.max_pending_requests", 20000),
+    ("grpc.server.max_pending_requests_hard_limit", 40000),
+    ("grpc.max_concurrent_streams", 10000),
+    ("grpc.keepalive_time_ms", 60000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10000),
+)
+
+
+def build_server(
+    upstream: Upstream,
+    *,
+    deadline_margin_s: float,
+    default_timeout_s: float,
+    wallet_spelling: str,
+    streams: StreamServicer,
+    interceptors: Sequence[Any] = (),
+    observer: RpcObserver | None = None,
+) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
+    server = grpc.aio.server(
+        interceptors=(*interceptors, ErrorBarrier(observer)),
+        options=SERVER_OPTIONS,
+    )
+    timing: dict[str, Any] = {
+        "deadline_margin_s": deadline_margin_s,
+        "default_timeout_s": default_timeout_s,
+    }
+    market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(
+        MarketDataServicer(upstream, **timing), server
+    )
+    account_pb2_grpc.add_AccountServiceServicer_to_server(
+        AccountServicer(upstream, **timing), server
+    )
+    trading_pb2_grpc.add_TradingServiceServicer_to_server(
+        TradingServicer(upstream, wallet_spelling=wallet_spelling, **timing), server
+    )
+    register_streams(server, streams)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    return server, health
+
+
+async def set_serving(health: health_aio.HealthServicer, serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    await health.set("", status)
+    for name in SERVICE_NAMES:
+        await health.set(name, status)

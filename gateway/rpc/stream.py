@@ -1,0 +1,368 @@
+"""StreamService: server-streaming RPCs over shared upstream subscriptions, pre-serialised batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any, Final
+
+import grpc
+from alp.v3 import stream_pb2
+
+from gateway.core.orderbook import OrderBook
+from gateway.core.validation import validate_pair
+from gateway.errors import ValidationError
+from gateway.exchange.book_keeper import BookKeeper
+from gateway.exchange.upstream import Upstream
+from gateway.exchange.ws_public import PublicFeed
+from gateway.rpc import stream_encode as enc
+from gateway.rpc.call import ACCOUNT_HEADER, metadata_value
+from gateway.rpc.delivery import Delivery, Policy
+from gateway.rpc.servicer_base import Context
+from gateway.rpc.stream_hub import StreamHub, Target
+
+MAX_PAIRS: Final = 100
+MAX_BOOK_DEPTH: Final = 20
+SERVICE: Final = "alp.v3.StreamService"
+
+
+def _pairs(values: Any, *, required: bool, field: str = "pairs") -> list[str]:
+    pairs = list(values)
+    if required and not pairs:
+        raise ValidationError(field, "at least one pair is required")
+    if len(pairs) > MAX_PAIRS:
+        raise ValidationError(field, f"at most {MAX_PAIRS} pairs")
+    if len(set(pairs)) != len(pairs):
+        raise ValidationError(field, "pairs must be distinct")
+    for index, pair in enumerate(pairs):
+        validate_pair(pair, f"{field}[{index}]")
+    return pairs
+
+
+class BookStream:
+    """One consumer of a maintained book: its own depth view and its own +1 sequence."""
+
+    def __init__(self, keeper: BookKeeper, depth: int, delivery_limit: int, kind: int) -> None:
+        self.keeper = keeper
+        self.depth = depth
+        self.kind = kind
+        self.view = OrderBook(keeper.pair)
+        self.sequence = 0
+        self.delivery = Delivery(
+            f"order_book.{keeper.pair}",
+            Policy.RESNAPSHOT,
+            limit=delivery_limit,
+            skipped_field=0 if kind else enc.SKIPPED_FIELD,
+            resnapshot=lambda: [self._snapshot(resync=True, time_s=None)],
+        )
+
+    def _wrap(self, payload: bytes) -> bytes:
+        return enc.subscribe_chunk(self.kind, payload) if self.kind else enc.channel_chunk(payload)
+
+    def _snapshot(self, *, resync: bool, time_s: Decimal | None) -> bytes:
+        bids = self.keeper.book.bids(self.depth)
+        asks = self.keeper.book.asks(self.depth)
+        self.view.reset(bids, asks)
+        self.sequence += 1
+        return self._wrap(
+            enc.book_update(
+                self.keeper.pair,
+                self.sequence,
+                snapshot=True,
+                resync=resync,
+                bids=bids,
+                asks=asks,
+                time_s=time_s,
+            )
+        )
+
+    def start(self) -> None:
+        self.delivery.offer(self._snapshot(resync=False, time_s=None))
+
+    def on_book(self, keeper: BookKeeper, *, resync: bool, time_s: Decimal | None) -> None:
+        if resync:
+            self.delivery.offer(self._snapshot(resync=True, time_s=time_s))
+            return
+        changes = self.view.apply_snapshot(
+            keeper.book.bids(self.depth), keeper.book.asks(self.depth)
+        )
+        if not changes:
+            return
+        self.sequence += 1
+        bids = [(c.price, c.amount) for c in changes if c.side == "bid"]
+        asks = [(c.price, c.amount) for c in changes if c.side == "ask"]
+        self.delivery.offer(
+            self._wrap(
+                enc.book_update(
+                    keeper.pair,
+                    self.sequence,
+                    snapshot=False,
+                    resync=False,
+                    bids=bids,
+                    asks=asks,
+                    time_s=time_s,
+                )
+            )
+        )
+
+    def on_book_status(self, state: str, topics: tuple[str, ...]) -> None:
+        payload = enc.status_payload(state, topics)
+        if self.kind:
+            self.delivery.offer_status(enc.subscribe_status_message(payload))
+        else:
+            self.delivery.offer_status(enc.channel_status_message(payload))
+
+
+class StreamServicer:
+    """Implements StreamService with handlers that yield pre-serialised response bytes."""
+
+    def __init__(
+        self,
+        hub: StreamHub,
+        feed: PublicFeed,
+        upstream: Upstream,
+        *,
+        queue_limit: int = 10_000,
+        book_seed_timeout_s: float = 10.0,
+    ) -> None:
+        self._hub = hub
+        self._feed = feed
+        self._upstream = upstream
+        self._queue_limit = queue_limit
+        self._seed_timeout = book_seed_timeout_s
+        self._keepers: dict[str, BookKeeper] = {}
+        self._keeper_refs: dict[str, int] = {}
+        self._keeper_lock = asyncio.Lock()
+        self._deliveries: set[Delivery] = set()
+        self.active_streams = 0
+
+    # -- per-channel RPCs ----------------------------------------------------------------------
+    async def StreamTickers(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+        pairs = _pairs(request.pairs, required=False)
+        accept = frozenset(pairs) if pairs else None
+        delivery = self._delivery("tickers", Policy.CONFLATE)
+        target = Target(0, accept, conflate=True)
+        async for message in self._run(delivery, [("ticker", "ticker.*", target)]):
+            yield message
+
+    async def StreamTrades(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+        pairs = _pairs(request.pairs, required=False)
+        delivery = self._delivery("trades", Policy.LOSSLESS)
+        target = Target(0, None, conflate=False)
+        topics = [f"trade.{p}" for p in pairs] or ["trade.*"]
+        async for message in self._run(delivery, [("trade", t, target) for t in topics]):
+            yield message
+
+    async def StreamBookDiffs(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+        pairs = _pairs(request.pairs, required=True)
+        delivery = self._delivery("book_diffs", Policy.LOSSLESS)
+        target = Target(0, None, conflate=False)
+        wants = [("diff", f"diff.{p}", target) for p in pairs]
+        async for message in self._run(delivery, wants):
+            yield message
+
+    async def StreamDepth(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+        pairs = _pairs(request.pairs, required=True)
+        delivery = self._delivery("depth", Policy.CONFLATE)
+        target = Target(0, None, conflate=True)
+        wants = [("market_depth", f"market_depth.{p}", target) for p in pairs]
+        async for message in self._run(delivery, wants):
+            yield message
+
+    async def StreamOrderUpdates(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+        pairs = _pairs(request.pairs, required=False)
+        account = self._upstream.account(metadata_value(context, ACCOUNT_HEADER)).name
+        delivery = self._delivery("order_updates", Policy.LOSSLESS)
+        target = Target(0, frozenset(pairs) if pairs else None, conflate=False)
+        async for message in self._run(delivery, [("order", account, target)]):
+            yield message
+
+    async def StreamWalletUpdates(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+        currencies = list(request.currencies)
+        for index, code in enumerate(currencies):
+            if not (code.isascii() and code.isalnum() and code.isupper() and len(code) <= 16):
+                raise ValidationError(f"currencies[{index}]", "must be an upper-case currency code")
+        account = self._upstream.account(metadata_value(context, ACCOUNT_HEADER)).name
+        delivery = self._delivery("wallet_updates", Policy.LOSSLESS)
+        target = Target(0, frozenset(currencies) if currencies else None, conflate=False)
+        async for message in self._run(delivery, [("wallet", account, target)]):
+            yield message
+
+    async def StreamOrderBook(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+        pair = validate_pair(request.pair)
+        depth = _depth(request.depth, "depth")
+        async with self._book(pair) as keeper:
+            stream = BookStream(keeper, depth, self._queue_limit, kind=0)
+            keeper.watch(stream)
+            try:
+                stream.start()
+                async for message in self._pump(stream.delivery):
+                    yield message
+            finally:
+                keeper.unwatch(stream)
+
+    # -- Subscribe ------------------------------------------------------------------------------
+    async def Subscribe(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+        wants, books = self._subscribe_plan(request, context)
+        delivery = self._delivery("subscribe", Policy.LOSSLESS)
+        streams: list[tuple[BookKeeper, BookStream]] = []
+        async with contextlib.AsyncExitStack() as stack:
+            for pair, depth in books:
+                keeper = await stack.enter_async_context(self._book(pair))
+                stream = BookStream(keeper, depth, self._queue_limit, kind=enc.KIND_ORDER_BOOK)
+                stream.delivery = delivery  # book updates share the subscriber's one queue
+                keeper.watch(stream)
+                stack.callback(keeper.unwatch, stream)
+                streams.append((keeper, stream))
+            for _, stream in streams:
+                stream.start()
+            async for message in self._run(delivery, wants):
+                yield message
+
+    def _subscribe_plan(
+        self, request: Any, context: Context
+    ) -> tuple[list[tuple[str, str, Target]], list[tuple[str, int]]]:
+        topics = list(request.topics)
+        if not topics:
+            raise ValidationError("topics", "at least one topic is required")
+        if len(topics) > MAX_PAIRS:
+            raise ValidationError("topics", f"at most {MAX_PAIRS} topics")
+        wants: list[tuple[str, str, Target]] = []
+        books: list[tuple[str, int]] = []
+        seen: set[tuple[int, str]] = set()
+        account_name: str | None = None
+        for index, topic in enumerate(topics):
+            field = f"topics[{index}]"
+            key = (topic.channel, topic.pair)
+            if key in seen:
+                raise ValidationError(field, "duplicate topic")
+            seen.add(key)
+            pair = validate_pair(topic.pair, f"{field}.pair") if topic.pair else ""
+            channel = topic.channel
+            if channel == stream_pb2.CHANNEL_TICKERS:
+                accept = frozenset({pair}) if pair else None
+                wants.append(("ticker", "ticker.*", Target(enc.KIND_TICKER, accept, False)))
+            elif channel == stream_pb2.CHANNEL_TRADES:
+                wants.append(("trade", f"trade.{pair or '*'}", Target(enc.KIND_TRADE, None, False)))
+            elif channel in (stream_pb2.CHANNEL_BOOK_DIFFS, stream_pb2.CHANNEL_DEPTH):
+                if not pair:
+                    raise ValidationError(f"{field}.pair", "required for this channel")
+                name = "diff" if channel == stream_pb2.CHANNEL_BOOK_DIFFS else "market_depth"
+                kind = enc.KIND_BOOK_DIFF if name == "diff" else enc.KIND_DEPTH
+                wants.append((name, f"{name}.{pair}", Target(kind, None, False)))
+            elif channel == stream_pb2.CHANNEL_ORDER_BOOK:
+                if not pair:
+                    raise ValidationError(f"{field}.pair", "required for this channel")
+                books.append((pair, _depth(topic.depth, f"{field}.depth")))
+            elif channel in (stream_pb2.CHANNEL_ORDER_UPDATES, stream_pb2.CHANNEL_WALLET_UPDATES):
+                if account_name is None:
+                    account_name = self._upstream.account(
+                        metadata_value(context, ACCOUNT_HEADER)
+                    ).name
+                name = "order" if channel == stream_pb2.CHANNEL_ORDER_UPDATES else "wallet"
+                kind = enc.KIND_ORDER if name == "order" else enc.KIND_WALLET
+                accept = frozenset({pair}) if pair and name == "order" else None
+                wants.append((name, account_name, Target(kind, accept, False)))
+            else:
+                raise ValidationError(f"{field}.channel", "unknown or unspecified channel")
+        return wants, books
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _delivery(self, channel: str, policy: Policy) -> Delivery:
+        skipped = enc.SKIPPED_FIELD if policy is Policy.CONFLATE else 0
+        if channel == "subscribe":
+            skipped = 0
+        return Delivery(channel, policy, limit=self._queue_limit, skipped_field=skipped)
+
+    async def _run(
+        self, delivery: Delivery, wants: list[tuple[str, str, Target]]
+    ) -> AsyncIterator[bytes]:
+        async with self._hub.attached(delivery, wants):
+            async for message in self._pump(delivery):
+                yield message
+
+    async def _pump(self, delivery: Delivery) -> AsyncIterator[bytes]:
+        self.active_streams += 1
+        self._deliveries.add(delivery)
+        try:
+            async for message in delivery.messages():
+                yield message
+        finally:
+            self.active_streams -= 1
+            self._deliveries.discard(delivery)
+
+    def end_all(self, reason: BaseException) -> None:
+        """Drain: every open stream ends with `reason` after what is already queued."""
+        for delivery in tuple(self._deliveries):
+            delivery.end(reason)
+
+    def _book(self, pair: str) -> Any:
+        return _KeeperLease(self, pair)
+
+    async def _acquire_keeper(self, pair: str) -> BookKeeper:
+        async with self._keeper_lock:
+            keeper = self._keepers.get(pair)
+            if keeper is None:
+                keeper = BookKeeper(pair, self._feed, self._upstream)
+                self._keepers[pair] = keeper
+                self._keeper_refs[pair] = 0
+                await keeper.start()
+            self._keeper_refs[pair] += 1
+        await keeper.wait_seeded(self._seed_timeout)
+        return keeper
+
+    async def _release_keeper(self, pair: str) -> None:
+        async with self._keeper_lock:
+            self._keeper_refs[pair] -= 1
+            if self._keeper_refs[pair] == 0:
+                keeper = self._keepers.pop(pair)
+                del self._keeper_refs[pair]
+                await keeper.stop()
+
+    def keeper_count(self) -> int:
+        return len(self._keepers)
+
+
+class _KeeperLease:
+    def __init__(self, servicer: StreamServicer, pair: str) -> None:
+        self._servicer = servicer
+        self._pair = pair
+
+    async def __aenter__(self) -> BookKeeper:
+        return await self._servicer._acquire_keeper(self._pair)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._servicer._release_keeper(self._pair)
+
+
+def _depth(value: int, field: str) -> int:
+    if value == 0:
+        return MAX_BOOK_DEPTH
+    if not 1 <= value <= MAX_BOOK_DEPTH:
+        raise ValidationError(
+            field, f"must be between 1 and {MAX_BOOK_DEPTH} (0 = {MAX_BOOK_DEPTH})"
+        )
+    return value
+
+
+def register(server: grpc.aio.Server, servicer: StreamServicer) -> None:
+    """Register with response_serializer=None: handlers yield already-serialised bytes."""
+    requests: dict[str, Callable[[bytes], Any]] = {
+        "StreamTickers": stream_pb2.StreamTickersRequest.FromString,
+        "StreamTrades": stream_pb2.StreamTradesRequest.FromString,
+        "StreamBookDiffs": stream_pb2.StreamBookDiffsRequest.FromString,
+        "StreamDepth": stream_pb2.StreamDepthRequest.FromString,
+        "StreamOrderBook": stream_pb2.StreamOrderBookRequest.FromString,
+        "StreamOrderUpdates": stream_pb2.StreamOrderUpdatesRequest.FromString,
+        "StreamWalletUpdates": stream_pb2.StreamWalletUpdatesRequest.FromString,
+        "Subscribe": stream_pb2.SubscribeRequest.FromString,
+    }
+    handlers = {
+        name: grpc.unary_stream_rpc_method_handler(
+            getattr(servicer, name), request_deserializer=deserializer, response_serializer=None
+        )
+        for name, deserializer in requests.items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))

@@ -1,0 +1,198 @@
+"""StreamHub: one listener per upstream topic that encodes each event once and fans it out."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.core import ws_events
+from gateway.errors import ValidationError
+from gateway.exchange.ws_private import PrivateFeed
+from gateway.exchange.ws_public import PublicFeed
+from gateway.rpc import stream_encode as enc
+from gateway.rpc.delivery import Delivery
+
+Encoder = Callable[[Any], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """How one consumer wants a channel: wire form, optional filter, conflation key."""
+
+    subscribe_kind: int  # 0 = per-channel response form, else the SubscribeEvent oneof member
+    accept: frozenset[str] | None  # pairs (or currencies) wanted; None = all
+    conflate: bool
+
+
+def _key_of(item: Any) -> str:
+    return str(getattr(item, "pair", None) or getattr(item, "currency", ""))
+
+
+class TopicChannel:
+    """The single FeedListener of one topic (or one private account) for one kind of event."""
+
+    def __init__(self, kind: int, encoder: Encoder, split: Callable[[Any], list[Any]]) -> None:
+        self.kind = kind
+        self._encoder = encoder
+        self._split = split
+        self.targets: dict[Delivery, Target] = {}
+        self.events_in = 0
+        self.encodes = 0
+
+    def on_event(self, topic: str, event: ws_events.WsEvent) -> None:
+        self.events_in += 1
+        for item in self._split(event):
+            filter_value = _filter_value(item)
+            payload: bytes | None = None
+            channel_chunk: bytes | None = None
+            subscribe_chunk: bytes | None = None
+            for delivery, target in self.targets.items():
+                if target.accept is not None and filter_value not in target.accept:
+                    continue
+                if payload is None:
+                    payload = self._encoder(item)
+                    self.encodes += 1
+                key: Hashable = _key_of(item) if target.conflate else None
+                if target.subscribe_kind:
+                    if subscribe_chunk is None:
+                        subscribe_chunk = enc.subscribe_chunk(target.subscribe_kind, payload)
+                    delivery.offer(subscribe_chunk, key)
+                else:
+                    if channel_chunk is None:
+                        channel_chunk = enc.channel_chunk(payload)
+                    delivery.offer(channel_chunk, key)
+
+    def on_status(self, state: str, topics: tuple[str, ...]) -> None:
+        for delivery in self.targets:
+            self.status_to(delivery, state, topics)
+
+    def status_to(self, delivery: Delivery, state: str, topics: tuple[str, ...]) -> None:
+        payload = enc.status_payload(state, topics)
+        if self.targets[delivery].subscribe_kind:
+            delivery.offer_status(enc.subscribe_status_message(payload))
+        else:
+            delivery.offer_status(enc.channel_status_message(payload))
+
+    def on_rejected(self, topic: str, message: str) -> None:
+        for delivery in self.targets:
+            delivery.end(ValidationError("pairs", f"ALP rejected topic {topic}: {message[:200]}"))
+
+
+def _filter_value(item: Any) -> str:
+    value = getattr(item, "pair", None)
+    if value is None:
+        value = getattr(item, "currency", "")
+    return str(value)
+
+
+def _single(event: Any) -> list[Any]:
+    return [event]
+
+
+def _ticker_rows(event: Any) -> list[Any]:
+    if isinstance(event, ws_events.Tickers):
+        return [_TickerItem(row, event.ts) for row in event.rows]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class _TickerItem:
+    row: ws_events.TickerRow
+    ts: Any
+
+    @property
+    def pair(self) -> str:
+        return self.row.pair
+
+
+def _encode_ticker(item: _TickerItem) -> bytes:
+    return enc.ticker_row(item.row, item.ts)
+
+
+def _private_of(kind: type) -> Callable[[Any], list[Any]]:
+    def split(event: Any) -> list[Any]:
+        return [event] if isinstance(event, kind) else []
+
+    return split
+
+
+CHANNELS: dict[str, tuple[int, Encoder, Callable[[Any], list[Any]]]] = {
+    "ticker": (enc.KIND_TICKER, _encode_ticker, _ticker_rows),
+    "trade": (enc.KIND_TRADE, enc.trade, _single),
+    "diff": (enc.KIND_BOOK_DIFF, enc.book_diff, _single),
+    "market_depth": (enc.KIND_DEPTH, enc.depth, _single),
+    "order": (enc.KIND_ORDER, enc.order_update, _private_of(ws_events.OrderUpdate)),
+    "wallet": (enc.KIND_WALLET, enc.wallet_update, _private_of(ws_events.WalletUpdate)),
+}
+
+
+class StreamHub:
+    """Owns the TopicChannels: creates one on first use, registers it with its feed once."""
+
+    def __init__(self, public: PublicFeed, private: Callable[[str], PrivateFeed]) -> None:
+        self._public = public
+        self._private = private
+        self._channels: dict[tuple[str, str], TopicChannel] = {}
+
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    def consumer_count(self) -> int:
+        return sum(len(c.targets) for c in self._channels.values())
+
+    @contextlib.asynccontextmanager
+    async def attached(
+        self, delivery: Delivery, wants: list[tuple[str, str, Target]]
+    ) -> AsyncIterator[None]:
+        """Attach `delivery` to each (channel, topic) for the duration of the block.
+
+        `topic` is an ALP topic for public channels and an account name for private ones.
+        Detaching always happens, also on cancellation, so nothing outlives its consumer.
+        """
+        joined: list[tuple[str, str]] = []
+        try:
+            for channel_name, topic, target in wants:
+                await self._join(channel_name, topic, delivery, target)
+                joined.append((channel_name, topic))
+            yield
+        finally:
+            for channel_name, topic in joined:
+                await self._leave(channel_name, topic, delivery)
+
+    async def _join(self, name: str, topic: str, delivery: Delivery, target: Target) -> None:
+        key = (name, topic)
+        channel = self._channels.get(key)
+        first = channel is None
+        if channel is None:
+            kind, encoder, split = CHANNELS[name]
+            channel = TopicChannel(kind, encoder, split)
+            self._channels[key] = channel
+        channel.targets[delivery] = target
+        if first:
+            if name in ("order", "wallet"):
+                await self._private(topic).add(channel)
+            else:
+                await self._public.add(topic, channel)
+        elif self._live(name, topic):
+            # Joining a topic that is already flowing: tell this consumer alone it is subscribed.
+            channel.status_to(delivery, "subscribed", (topic,))
+
+    def _live(self, name: str, topic: str) -> bool:
+        if name in ("order", "wallet"):
+            return self._private(topic).is_live()
+        return self._public.is_live(topic)
+
+    async def _leave(self, name: str, topic: str, delivery: Delivery) -> None:
+        key = (name, topic)
+        channel = self._channels.get(key)
+        if channel is None:
+            return
+        channel.targets.pop(delivery, None)
+        if not channel.targets:
+            del self._channels[key]
+            if name in ("order", "wallet"):
+                await self._private(topic).remove(channel)
+            else:
+                await self._public.remove(topic, channel)

@@ -1,0 +1,55 @@
+"""The sandbox's matching engine: pure, deterministic, exact."""
+
+from gateway.sandbox.engine.exchange import Exchange
+from gateway.sandbox.engine.records import (
+    AccountInfo,
+    AccountTrade,
+    Activity,
+    Balance,
+    BookEvent,
+    BookView,
+    Candle,
+    Event,
+    ExchangeError,
+    Order,
+    OrderEvent,
+    OrderRequest,
+    PublicTrade,
+    Ticker,
+    TradeEvent,
+    WalletEvent,
+)
+from gateway.sandbox.engine.specs import (
+    CurrencySpec,
+    FeeRule,
+    PairSpec,
+    default_currencies,
+    default_mid_prices,
+    default_pairs,
+)
+
+__all__ = [
+    "AccountInfo",
+    "AccountTrade",
+    "Activity",
+    "Balance",
+    "BookEvent",
+    "BookView",
+    "Candle",
+    "CurrencySpec",
+    "Event",
+    "Exchange",
+    "ExchangeError",
+    "FeeRule",
+    "Order",
+    "OrderEvent",
+    "OrderRequest",
+    "PairSpec",
+    "PublicTrade",
+    "Ticker",
+    "TradeEvent",
+    "WalletEvent",
+    "default_currencies",
+    "default_mid_prices",
+    "default_pairs",
+]

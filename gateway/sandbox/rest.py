@@ -1,0 +1,327 @@
+"""Sandbox REST `/api/v3/...`: every documented endpoint, ALP's shapes, codes and statuses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import web
+
+from gateway.sandbox import render
+from gateway.sandbox.auth import Authority
+from gateway.sandbox.config import SandboxAccount
+from gateway.sandbox.engine import Exchange, OrderRequest
+from gateway.sandbox.wire import Reject, reply
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SIDES = {"BUY": "BUY", "BID": "BUY", "SELL": "SELL", "ASK": "SELL"}
+INTERVALS = ("1", "5", "15", "30", "60", "240", "1D")
+ORDER_FIELDS = (
+    "pair",
+    "order_type",
+    "order_side",
+    "wallet_type",
+    "base_amount",
+    "quote_amount",
+    "limit_price",
+    "stop_price",
+    "stop_operator",
+    "client_order_id",
+    "post_only",
+)
+
+
+def _int_param(request: web.Request, name: str, *, low: int, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Reject(400, "1002", f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise Reject(400, "1002", f"{name} must be between {low} and {high}")
+    return value
+
+
+def _bool_param(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name, "").lower()
+    if raw in ("", "0", "false"):
+        return False
+    if raw in ("1", "true"):
+        return True
+    raise Reject(400, "1002", f"{name} must be a boolean")
+
+
+def _pair_param(request: web.Request, exchange: Exchange) -> str:
+    pair = request.query.get("pair")
+    if not pair:
+        raise Reject(400, "BAD_REQUEST", "pair is required")
+    if pair not in {p.name for p in exchange.pairs()}:
+        raise Reject(400, "BAD_REQUEST", f"unknown pair {pair[:32]}")
+    return pair
+
+
+def _amount(body: Mapping[str, Any], name: str, code: str) -> Decimal | None:
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise Reject(400, code, f"{name} must be a decimal string")
+    try:
+        parsed = Decimal(value) if not isinstance(value, Decimal) else value
+    except InvalidOperation:
+        raise Reject(400, code, f"{name} is not a number") from None
+    if not parsed.is_finite() or abs(parsed.adjusted()) > 30:
+        raise Reject(400, code, f"{name} is out of range")
+    return parsed
+
+
+class RestApi:
+    def __init__(
+        self,
+        exchange: Exchange,
+        authority: Authority,
+        clock: Callable[[], float],
+        on_change: Callable[[], None],
+        count_auth: Callable[[], None],
+    ) -> None:
+        self.exchange = exchange
+        self.authority = authority
+        self.clock = clock
+        self.on_change = on_change
+        self.count_auth = count_auth
+
+    def routes(self) -> list[web.RouteDef]:
+        get, base = web.get, "/api/v3"
+        return [
+            web.post(f"{base}/auth", self.auth),
+            get(f"{base}/time", self.time),
+            get(f"{base}/currency-rates", self.rates),
+            get(f"{base}/currencies", self.currencies),
+            get(f"{base}/pairs", self.pairs),
+            get(f"{base}/ticker", self.ticker),
+            get(f"{base}/orderbook", self.orderbook),
+            get(f"{base}/charts", self.charts),
+            get(f"{base}/trades", self.trades),
+            get(f"{base}/accounts/accounts", self.private(self.accounts)),
+            get(f"{base}/accounts/balances", self.private(self.balances)),
+            get(f"{base}/accounts/feeinfo", self.private(self.feeinfo)),
+            get(f"{base}/accounts/order", self.private(self.orders)),
+            get(f"{base}/accounts/trades", self.private(self.account_trades)),
+            get(f"{base}/accounts/activity", self.private(self.activity)),
+            web.post(f"{base}/trading/order", self.private(self.place, signed=True)),
+            web.delete(f"{base}/trading/order", self.private(self.cancel, signed=True)),
+        ]
+
+    def private(
+        self,
+        handler: Callable[[web.Request, SandboxAccount, bytes], Awaitable[web.StreamResponse]],
+        *,
+        signed: bool = False,
+    ) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            account = self.authority.verify(request.headers.get("Authorization"))
+            body = await request.read()
+            if signed:
+                self.authority.check_signature(account, body, request.headers.get("X-SIGN"))
+            return await handler(request, account, body)
+
+        return wrapped
+
+    async def auth(self, request: web.Request) -> web.StreamResponse:
+        self.count_auth()
+        body = _json_body(await request.read())
+        return reply(self.authority.issue(body.get("api_key"), body.get("api_secret")))
+
+    async def time(self, request: web.Request) -> web.StreamResponse:
+        return reply({"serverTime": int(self.clock())})
+
+    async def rates(self, request: web.Request) -> web.StreamResponse:
+        rates = self.exchange.currency_rates()
+        return reply({code: f"{rate:.8f}" for code, rate in rates.items()})
+
+    async def currencies(self, request: web.Request) -> web.StreamResponse:
+        return reply([{"short_name": c.code, "sign": c.sign} for c in self.exchange.currencies()])
+
+    async def pairs(self, request: web.Request) -> web.StreamResponse:
+        c1, c2 = request.query.get("currency1"), request.query.get("currency2")
+        return reply(
+            [
+                render.pair(p)
+                for p in self.exchange.pairs()
+                if (not c1 or p.base == c1) and (not c2 or p.quote == c2)
+            ]
+        )
+
+    async def ticker(self, request: web.Request) -> web.StreamResponse:
+        now = self.clock()
+        if request.query.get("pair"):
+            pair = _pair_param(request, self.exchange)
+            return reply([render.ticker(self.exchange.ticker(pair, now))])
+        return reply([render.ticker(t) for t in self.exchange.tickers(now)])
+
+    async def orderbook(self, request: web.Request) -> web.StreamResponse:
+        pair = _pair_param(request, self.exchange)
+        limit_buy = _int_param(request, "limit_buy", low=1, high=20) or 20
+        limit_sell = _int_param(request, "limit_sell", low=1, high=20) or 20
+        view = self.exchange.order_book(pair, limit_buy, limit_sell)
+        return reply(
+            {
+                "buy": [{"amount": a, "price": p} for p, a in view.buy],
+                "sell": [{"amount": a, "price": p} for p, a in view.sell],
+            }
+        )
+
+    async def charts(self, request: web.Request) -> web.StreamResponse:
+        pair = _pair_param(request, self.exchange)
+        interval = request.query.get("interval", "")
+        if interval not in INTERVALS:
+            raise Reject(400, "BAD_REQUEST", f"interval must be one of {', '.join(INTERVALS)}")
+        since = _int_param(request, "since", low=0, high=2**40)
+        until = _int_param(request, "until", low=0, high=2**40)
+        limit = _int_param(request, "limit", low=1, high=500) or 500
+        candles = self.exchange.candles(pair, interval, since=since, until=until, limit=limit)
+        return reply([render.candle(c) for c in candles])
+
+    async def trades(self, request: web.Request) -> web.StreamResponse:
+        pair = _pair_param(request, self.exchange)
+        limit = _int_param(request, "limit", low=1, high=1000) or 100
+        return reply([render.public_trade(t) for t in self.exchange.trades(pair, limit)])
+
+    async def accounts(
+        self, request: web.Request, account: SandboxAccount, _: bytes
+    ) -> web.StreamResponse:
+        include = _bool_param(request, "include_subaccounts")
+        return reply(
+            [render.account(a) for a in self.exchange.accounts(account.account_id, include)]
+        )
+
+    async def balances(
+        self, request: web.Request, account: SandboxAccount, _: bytes
+    ) -> web.StreamResponse:
+        return reply([render.balance(b) for b in self.exchange.balances(account.account_id)])
+
+    async def feeinfo(
+        self, request: web.Request, account: SandboxAccount, _: bytes
+    ) -> web.StreamResponse:
+        return reply([render.fee_rule(f) for f in self.exchange.fee_rules(account.account_id)])
+
+    async def orders(
+        self, request: web.Request, account: SandboxAccount, _: bytes
+    ) -> web.StreamResponse:
+        return reply([render.order(o) for o in self.exchange.orders(account.account_id, 100)])
+
+    async def account_trades(
+        self, request: web.Request, account: SandboxAccount, _: bytes
+    ) -> web.StreamResponse:
+        pair = request.query.get("pair") or None
+        side = request.query.get("side") or None
+        if side is not None and side not in ("BUY", "SELL"):
+            raise Reject(400, "1007", "side must be BUY or SELL")
+        trades = self.exchange.account_trades(
+            account.account_id,
+            pair=pair,
+            side=side,
+            start_time=_int_param(request, "start_time", low=0, high=2**40),
+            end_time=_int_param(request, "end_time", low=0, high=2**40),
+            limit=_int_param(request, "limit", low=1, high=100) or 100,
+        )
+        return reply([render.account_trade(t) for t in trades])
+
+    async def activity(
+        self, request: web.Request, account: SandboxAccount, _: bytes
+    ) -> web.StreamResponse:
+        entries = self.exchange.activity(
+            account.account_id,
+            limit=_int_param(request, "limit", low=1, high=1000) or 100,
+            offset=_int_param(request, "offset", low=0, high=10**9) or 0,
+        )
+        return reply([render.activity(a) for a in entries])
+
+    async def place(
+        self, request: web.Request, account: SandboxAccount, raw: bytes
+    ) -> web.StreamResponse:
+        body = _json_body(raw)
+        for name in body:
+            if name not in ORDER_FIELDS:
+                raise Reject(400, "VALIDATION_ERROR", f"unknown field {str(name)[:32]}")
+        for name in (
+            "pair",
+            "order_type",
+            "order_side",
+            "wallet_type",
+            "stop_operator",
+            "client_order_id",
+        ):
+            if body.get(name) is not None and not isinstance(body[name], str):
+                raise Reject(400, "1002", f"{name} must be text")
+        post_only = body.get("post_only", False)
+        if not isinstance(post_only, bool):
+            raise Reject(400, "1002", "post_only must be a boolean")
+        side = SIDES.get(str(body.get("order_side", "")).upper(), str(body.get("order_side", "")))
+        req = OrderRequest(
+            pair=str(body.get("pair") or ""),
+            order_type=str(body.get("order_type") or ""),
+            side=side,
+            wallet_type=str(body.get("wallet_type") or "SPOT"),
+            base_amount=_amount(body, "base_amount", "1003"),
+            quote_amount=_amount(body, "quote_amount", "1003"),
+            limit_price=_amount(body, "limit_price", "1004"),
+            stop_price=_amount(body, "stop_price", "1009"),
+            stop_operator=body.get("stop_operator") or None,
+            client_order_id=body.get("client_order_id") or None,
+            post_only=post_only,
+        )
+        try:
+            order_id = self.exchange.place_order(account.account_id, req, self.clock())
+        finally:
+            self.on_change()
+        return reply([order_id])
+
+    async def cancel(
+        self, request: web.Request, account: SandboxAccount, raw: bytes
+    ) -> web.StreamResponse:
+        body = _json_body(raw)
+        modes = [k for k in ("order_ids", "all", "pair") if body.get(k) not in (None, False)]
+        if len(modes) != 1:
+            raise Reject(400, "1001", "exactly one of order_ids, all, pair is required")
+        now = self.clock()
+        try:
+            if modes[0] == "order_ids":
+                ids = body["order_ids"]
+                if (
+                    not isinstance(ids, list)
+                    or not ids
+                    or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+                ):
+                    raise Reject(400, "1002", "order_ids must be a list of integers")
+                result = self.exchange.cancel_orders(account.account_id, ids, now)
+                return reply({str(k): v for k, v in result.items()})
+            if modes[0] == "all":
+                if body["all"] is not True:
+                    raise Reject(400, "1002", "all must be true")
+                self.exchange.cancel_all(account.account_id, None, now)
+            else:
+                if not isinstance(body["pair"], str):
+                    raise Reject(400, "1002", "pair must be text")
+                self.exchange.cancel_all(account.account_id, body["pair"], now)
+            return web.Response(status=202)
+        finally:
+            self.on_change()
+
+
+def _json_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"{}", parse_float=Decimal, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise Reject(400, "1002", "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Reject(400, "1002", "body must be a JSON object")
+    return body
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)

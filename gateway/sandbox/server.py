@@ -1,0 +1,242 @@
+"""The sandbox as a running aiohttp app: REST, WebSocket, admin endpoints, faults, embedding API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+from aiohttp import web
+
+from gateway.sandbox.auth import Authority
+from gateway.sandbox.config import FEE_ACCOUNT_ID, SandboxConfig
+from gateway.sandbox.engine import Exchange, ExchangeError, default_currencies, default_pairs
+from gateway.sandbox.faults import FaultSettings, RateLimiter, SandboxStats
+from gateway.sandbox.market import MarketActivity
+from gateway.sandbox.rest import RestApi
+from gateway.sandbox.wire import Reject, error, reply
+from gateway.sandbox.ws import WsHub
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Sandbox:
+    """An ALP-compatible exchange on 127.0.0.1 (or any host), embeddable in tests and the gateway."""
+
+    def __init__(self, config: SandboxConfig | None = None, clock: Callable[[], float] = time.time):
+        self.config = config or SandboxConfig()
+        self.clock = clock
+        self.faults = FaultSettings()
+        self.stats = SandboxStats()
+        self.exchange = Exchange(
+            default_pairs(), default_currencies(), fee_account_id=FEE_ACCOUNT_ID
+        )
+        now = clock()
+        for account in self.config.accounts:
+            self.exchange.open_account(
+                account.account_id,
+                email=account.email,
+                name=account.name,
+                parent_id=account.parent_id,
+            )
+            for currency, amount in account.funding:
+                self.exchange.credit(account.account_id, currency, amount, now)
+        self.authority = Authority(self.config.accounts, self.config.jwt_key, self._lifetime, clock)
+        self.ws = WsHub(self.config, self.exchange, self.authority, self.stats, clock)
+        self.market = MarketActivity(self.config, self.exchange, clock, self._publish)
+        self._limiter = RateLimiter()
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+        self.host = "127.0.0.1"
+
+    def _lifetime(self) -> float:
+        override = self.faults.token_lifetime_s
+        return override if override is not None else self.config.token_lifetime_s
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}/api/v3"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws"
+
+    def _publish(self) -> None:
+        self.ws.publish(self.exchange.drain_events())
+
+    def publish_now(self) -> None:
+        """Flush pending events, depth snapshots and tickers to WebSocket subscribers now."""
+        self._publish()
+        self.ws.flush_depth()
+        self.ws.flush_tickers()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors, self._faults], client_max_size=64 * 1024)
+        api = RestApi(self.exchange, self.authority, self.clock, self._publish, self._count_auth)
+        app.add_routes(api.routes())
+        app.add_routes(
+            [
+                web.get("/ws", self.ws.handle),
+                web.get("/admin/faults", self._get_faults),
+                web.put("/admin/faults", self._put_faults),
+                web.post("/admin/drop-ws", self._drop_ws),
+                web.post("/admin/market/step", self._market_step),
+                web.post("/admin/inject-ws", self._inject_ws),
+            ]
+        )
+        return app
+
+    def _count_auth(self) -> None:
+        self.stats.auth_calls += 1
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Reject as exc:
+            return error(exc.status, exc.code, exc.message)
+        except ExchangeError as exc:
+            return error(exc.http_status, exc.code, exc.message)
+        except web.HTTPMethodNotAllowed:
+            return error(405, "METHOD_NOT_ALLOWED", "method not allowed")
+        except web.HTTPNotFound:
+            return error(404, "NOT_FOUND", "not found")
+        except web.HTTPRequestEntityTooLarge:
+            return error(400, "1002", "body too large")
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("sandbox bug while handling %s %s", request.method, request.path)
+            return error(500, "3004", "internal error")
+
+    @web.middleware
+    async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if not path.startswith("/api/v3"):
+            return await handler(request)
+        self.stats.rest_requests[(request.method, path)] += 1
+        faults = self.faults
+        if faults.delay_s:
+            await asyncio.sleep(faults.delay_s)
+        if faults.should_fail(path):
+            self.stats.injected_errors += 1
+            status = faults.error_status
+            headers = {"Retry-After": "1"} if status in (429, 503) else None
+            codes = {429: "TOO_MANY_REQUESTS", 503: "3003"}
+            return error(status, codes.get(status, "3004"), "injected fault", headers)
+        if faults.rate_limit_per_s and request.headers.get("Authorization"):
+            key = request.headers["Authorization"][-16:]
+            if not self._limiter.allow(key, faults.rate_limit_per_s, time.monotonic()):
+                return error(429, "TOO_MANY_REQUESTS", "rate limit exceeded", {"Retry-After": "1"})
+        response = await handler(request)
+        if faults.delay_after_s:
+            await asyncio.sleep(faults.delay_after_s)
+        return response
+
+    async def _get_faults(self, request: web.Request) -> web.StreamResponse:
+        return reply({k: v for k, v in self.faults.public().items()})
+
+    async def _put_faults(self, request: web.Request) -> web.StreamResponse:
+        try:
+            changes = json.loads(await request.read())
+            if not isinstance(changes, dict):
+                raise ValueError("body must be an object")
+            self.faults.update(changes)
+        except (ValueError, TypeError) as exc:
+            return error(400, "VALIDATION_ERROR", str(exc))
+        return reply(self.faults.public())
+
+    async def _drop_ws(self, request: web.Request) -> web.StreamResponse:
+        return reply({"dropped": await self.drop_ws_connections()})
+
+    async def _market_step(self, request: web.Request) -> web.StreamResponse:
+        count = int(request.query.get("n", "1"))
+        self.market.step(max(1, min(count, 10000)))
+        self.publish_now()
+        return reply({"steps": self.market.steps})
+
+    async def _inject_ws(self, request: web.Request) -> web.StreamResponse:
+        body = await request.text()
+        return reply(
+            {"delivered": await self.inject_ws_frame(body, topic=request.query.get("topic"))}
+        )
+
+    async def drop_ws_connections(self) -> int:
+        return await self.ws.drop_all()
+
+    async def inject_ws_frame(self, raw: str, *, topic: str | None = None) -> int:
+        return self.ws.inject(raw, topic)
+
+    async def _periodic(self, interval: float, action: Callable[[], None]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                action()
+            except Exception:
+                log.exception("sandbox periodic task failed")
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound sockets only here
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._periodic(self.config.depth_interval_s, self.ws.flush_depth)),
+            loop.create_task(self._periodic(self.config.ticker_interval_s, self.ws.flush_tickers)),
+        ]
+        if self.config.market:
+            self.market.start()
+
+    async def stop(self) -> None:
+        await self.market.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.ws.drop_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def serve(config: SandboxConfig, host: str, port: int) -> None:
+    """`alp-gateway sandbox`: run until cancelled, printing where it listens and how to log in."""
+    sandbox = Sandbox(config)
+    await sandbox.start(host, port)
+    print(f"ALP sandbox REST: {sandbox.rest_url}", flush=True)
+    print(f"ALP sandbox WS:   {sandbox.ws_url}", flush=True)
+    for account in config.accounts:
+        print(
+            f"  account {account.account_id} ({account.name}): api key {account.api_key}, "
+            f"api secret {account.api_secret}",
+            flush=True,
+        )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await sandbox.stop()
