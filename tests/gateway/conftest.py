@@ -7,10 +7,10 @@ from typing import Any
 
 import grpc
 import pytest
-from gateway.core.token_policy import Secret
 
 from gateway.app import SANDBOX_ACCOUNTS, Gateway
 from gateway.config import AccountCredentials, GatewayConfig, load_config
+from gateway.core.token_policy import Secret
 from gateway.sandbox import Sandbox, SandboxConfig
 
 
