@@ -21,7 +21,7 @@ ALP_CODE_STATUS: Final[dict[str, grpc.StatusCode]] = {
     "2002": grpc.StatusCode.FAILED_PRECONDITION,  # insufficient funds
     "1011": grpc.StatusCode.NOT_FOUND,  # order not found
     "3003": grpc.StatusCode.UNAVAILABLE,  # service overloaded, retry later
-    "3004": grpc.StatusCode.INTERNAL,  # ALP internal error
+    "3004": grpc.StatusCode.UNAVAILABLE,  # ALP internal error (as a 4xx body)
 }
 
 HTTP_STATUS: Final[dict[int, grpc.StatusCode]] = {
@@ -81,7 +81,9 @@ def _error_info(
 
 
 def _upstream_http(exc: errors.UpstreamHttpError) -> MappedError:
-    code = ALP_CODE_STATUS.get(exc.code) or HTTP_STATUS.get(exc.http_status)
+    # ALP codes refine 4xx answers; a 5xx is the transport's verdict whatever code rides along.
+    by_code = ALP_CODE_STATUS.get(exc.code) if exc.http_status < 500 else None
+    code = by_code or HTTP_STATUS.get(exc.http_status)
     if code is None:
         code = grpc.StatusCode.UNAVAILABLE if exc.http_status >= 500 else grpc.StatusCode.UNKNOWN
     message = f"ALP: {exc.message or exc.code or 'HTTP ' + str(exc.http_status)}"

@@ -26,6 +26,11 @@ class Authority:
         self._key = key
         self._lifetime = lifetime
         self._clock = clock
+        self._generation = 0
+
+    def revoke_all(self) -> None:
+        """Every token issued so far is refused from now on (as after a key rotation upstream)."""
+        self._generation += 1
 
     def __repr__(self) -> str:
         return f"Authority(accounts={len(self._by_id)})"
@@ -48,6 +53,7 @@ class Authority:
             "iat": int(now),
             "exp": now + self._lifetime(),
             "jti": uuid.uuid4().hex,
+            "gen": self._generation,
         }
         return jwt.encode(claims, self._key, algorithm="HS256")
 
@@ -64,6 +70,8 @@ class Authority:
             account = self._by_id[int(claims["sub"])]
         except (jwt.PyJWTError, KeyError, ValueError):
             raise Reject(401, "UNAUTHORIZED", "invalid token") from None
+        if claims.get("gen") != self._generation:
+            raise Reject(401, "UNAUTHORIZED", "token revoked")
         exp = claims.get("exp")
         if not isinstance(exp, int | float) or exp <= self._clock():
             raise Reject(401, "UNAUTHORIZED", "token expired")

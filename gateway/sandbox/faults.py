@@ -14,6 +14,7 @@ ERROR_STATUSES = (429, 500, 502, 503, 504)
 class FaultSettings:
     delay_s: float = 0.0  # before handling a REST request
     delay_after_s: float = 0.0  # after handling it (the change happened; the answer is late)
+    delay_path_prefix: str = ""  # delays apply only to paths starting with this ("" = all)
     error_rate: float = 0.0  # fraction of REST requests answered with `error_status`
     error_status: int = 503
     error_path_prefix: str = ""  # only requests whose path starts with this ("" = all)
@@ -35,6 +36,9 @@ class FaultSettings:
 
     def public(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "rng"}
+
+    def delays(self, path: str) -> bool:
+        return path.startswith("/api/v3" + self.delay_path_prefix)
 
     def should_fail(self, path: str) -> bool:
         if self.error_rate <= 0 or not path.startswith("/api/v3" + self.error_path_prefix):

@@ -122,20 +122,26 @@ class Sandbox:
             return await handler(request)
         self.stats.rest_requests[(request.method, path)] += 1
         faults = self.faults
-        if faults.delay_s:
+        delayed = faults.delays(path)
+        if faults.delay_s and delayed:
             await asyncio.sleep(faults.delay_s)
         if faults.should_fail(path):
             self.stats.injected_errors += 1
             status = faults.error_status
             headers = {"Retry-After": "1"} if status in (429, 503) else None
-            codes = {429: "TOO_MANY_REQUESTS", 503: "3003"}
+            codes = {
+                429: "TOO_MANY_REQUESTS",
+                502: "BAD_GATEWAY",
+                503: "3003",
+                504: "GATEWAY_TIMEOUT",
+            }
             return error(status, codes.get(status, "3004"), "injected fault", headers)
         if faults.rate_limit_per_s and request.headers.get("Authorization"):
             key = request.headers["Authorization"][-16:]
             if not self._limiter.allow(key, faults.rate_limit_per_s, time.monotonic()):
                 return error(429, "TOO_MANY_REQUESTS", "rate limit exceeded", {"Retry-After": "1"})
         response = await handler(request)
-        if faults.delay_after_s:
+        if faults.delay_after_s and delayed:
             await asyncio.sleep(faults.delay_after_s)
         return response
 
@@ -166,6 +172,10 @@ class Sandbox:
         return reply(
             {"delivered": await self.inject_ws_frame(body, topic=request.query.get("topic"))}
         )
+
+    def revoke_tokens(self) -> None:
+        """Refuse every token issued so far (tests of re-authentication on 401)."""
+        self.authority.revoke_all()
 
     async def drop_ws_connections(self) -> int:
         return await self.ws.drop_all()
