@@ -19,7 +19,7 @@ venv: $(STAMP)
 
 ## Run the gateway against the embedded sandbox exchange (no credentials, no network needed).
 run: venv
-	$(BIN)/alp-gateway serve --sandbox --host $(HOST) --port $(PORT)
+	$(BIN)/alp-gateway serve --sandbox --dev-mode --host $(HOST) --port $(PORT)
 
 ## Run the sandbox exchange alone.
 sandbox: venv

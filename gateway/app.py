@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aiohttp
+import grpc
 
+from gateway.audit import AuditLog
 from gateway.config import AccountCredentials, GatewayConfig
+from gateway.core import rest_requests
+from gateway.core.callers import Caller, CallerRegistry
 from gateway.core.token_policy import Secret
-from gateway.errors import Draining
+from gateway.errors import ConfigError, Draining, GatewayError
 from gateway.exchange.limiter import RateLimiter
 from gateway.exchange.rest_client import AccountSession, RestClient, RetryPolicy
 from gateway.exchange.token_manager import TokenManager
@@ -21,9 +27,12 @@ from gateway.exchange.upstream import Upstream
 from gateway.exchange.ws_connection import WsSettings
 from gateway.exchange.ws_private import PrivateFeed
 from gateway.exchange.ws_public import PublicFeed
+from gateway.metrics import GatewayMetrics, StateCollector
+from gateway.rpc.caller_auth import CallerAuth
 from gateway.rpc.server import build_server, set_serving
 from gateway.rpc.stream import StreamServicer
 from gateway.rpc.stream_hub import StreamHub
+from gateway.status import AccountState, ConnectionState, GatewayState
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +44,25 @@ SANDBOX_ACCOUNTS = {
 
 
 class Gateway:
-    """The running gateway: optional embedded sandbox, upstream session, gRPC server."""
+    """The running gateway: optional embedded sandbox, upstream session and feeds, gRPC server."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.port = 0
+        self.metrics_port = 0
         self.sandbox: Any = None
         self.upstream: Upstream | None = None
-        self._stack = AsyncExitStack()
-        self._server: Any = None
-        self._health: Any = None
         self.public_feed: PublicFeed | None = None
         self.private_feeds: dict[str, PrivateFeed] = {}
         self.streams: StreamServicer | None = None
         self.hub: StreamHub | None = None
+        self.audit: AuditLog | None = None
+        self.metrics = GatewayMetrics()
+        self.serving = False
+        self._stack = AsyncExitStack()
+        self._server: Any = None
+        self._health: Any = None
+        self._monitor: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -62,11 +76,19 @@ class Gateway:
     ) -> None:
         await self.stop()
 
+    # -- start ----------------------------------------------------------------------------------
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def _start(self) -> None:
         config = self.config
         if config["sandbox.enabled"]:
-            config = await self._start_sandbox(config)
-            self.config = config
+            config = self.config = await self._start_sandbox(config)
+        registry = self._caller_registry(config)
         if not config.accounts:
             log.warning(
                 "no ALP accounts configured: only MarketDataService and public streams work"
@@ -91,10 +113,9 @@ class Gateway:
                 public_rps=config["upstream.public_rps"],
                 private_rps=config["upstream.private_rps"],
             ),
+            observer=self.metrics.observe_upstream,
         )
-        accounts = {
-            name: self._account_session(client, creds) for name, creds in config.accounts.items()
-        }
+        accounts = {name: self._account(client, creds) for name, creds in config.accounts.items()}
         self.upstream = Upstream(
             client,
             accounts,
@@ -102,54 +123,75 @@ class Gateway:
             public_cache_ttl_s=config["upstream.public_cache_ttl_s"],
             pairs_ttl_s=config["upstream.pairs_ttl_s"],
         )
-        ws_settings = WsSettings(
-            url=config["upstream.ws_url"],
-            stale_after_s=config["ws.stale_after_s"],
-            reconnect_base_s=config["ws.reconnect_base_s"],
-            reconnect_cap_s=config["ws.reconnect_cap_s"],
-            max_frame_bytes=config["ws.max_frame_bytes"],
-        )
-        self.public_feed = PublicFeed(
-            session,
-            ws_settings,
-            max_topics_per_connection=config["ws.max_topics_per_connection"],
-            linger_s=config["ws.linger_s"],
-        )
-        self._stack.push_async_callback(self._close_feeds)
-        upstream = self.upstream
-
-        def private_feed(account: str) -> PrivateFeed:
-            feed = self.private_feeds.get(account)
-            if feed is None:
-                session_of = upstream.account(account)
-                feed = PrivateFeed(
-                    account,
-                    session,
-                    ws_settings,
-                    session_of.tokens,
-                    linger_s=config["ws.linger_s"],
-                )
-                self.private_feeds[account] = feed
-            return feed
-
-        self.hub = StreamHub(self.public_feed, private_feed)
-        self.streams = StreamServicer(
-            self.hub, self.public_feed, self.upstream, queue_limit=config["stream.queue_limit"]
-        )
+        self._start_streaming(config, session)
+        if config["audit.path"]:
+            self.audit = AuditLog(Path(config["audit.path"]))
+            self.audit.check_writable()
+        else:
+            log.warning("audit.path is empty: trading calls are NOT audited")
         server, health = build_server(
             self.upstream,
-            streams=self.streams,
+            streams=self.streams,  # type: ignore[arg-type]  # set by _start_streaming
             deadline_margin_s=config["upstream.deadline_margin_s"],
             default_timeout_s=config["upstream.timeout_s"],
             wallet_spelling=config["upstream.wallet_spelling"],
+            audit=self.audit,
+            status=self.state,
+            interceptors=(CallerAuth(registry, config.default_account),),
+            observer=self.metrics.observe_rpc,
         )
-        self.port = server.add_insecure_port(f"{config['listen.host']}:{config['listen.port']}")
+        self.port = self._bind(server, config)
         await server.start()
         self._server, self._health = server, health
-        await set_serving(health, True)
+        await self._set_serving(True)
+        self._monitor = asyncio.get_running_loop().create_task(self._health_loop())
+        if config["metrics.enabled"]:
+            self._start_metrics(config)
         log.info("gateway listening on %s:%d", config["listen.host"], self.port)
 
-    def _account_session(self, client: RestClient, creds: AccountCredentials) -> AccountSession:
+    def _caller_registry(self, config: GatewayConfig) -> CallerRegistry | None:
+        if config["callers.dev_mode"]:
+            log.warning(
+                "!!! DEVELOPMENT MODE: caller authentication is OFF; every caller may use every "
+                "RPC and every ALP account. Never run this in production. !!!"
+            )
+            return None
+        if not config.callers:
+            raise ConfigError(
+                "callers",
+                "no callers configured: add [callers.NAME] tables, or set callers.dev_mode = true "
+                "for development",
+            )
+        by_token = {
+            c.token_sha256: Caller(c.name, c.scopes, c.accounts)
+            for c in config.callers.values()
+            if c.token_sha256
+        }
+        by_subject = {
+            c.cert_subject: Caller(c.name, c.scopes, c.accounts)
+            for c in config.callers.values()
+            if c.cert_subject
+        }
+        return CallerRegistry(by_token, by_subject)
+
+    def _bind(self, server: Any, config: GatewayConfig) -> int:
+        address = f"{config['listen.host']}:{config['listen.port']}"
+        if not config["tls.cert_file"]:
+            return int(server.add_insecure_port(address))
+        ca_file = config["tls.client_ca_file"]
+        credentials = grpc.ssl_server_credentials(
+            [
+                (
+                    Path(config["tls.key_file"]).read_bytes(),
+                    Path(config["tls.cert_file"]).read_bytes(),
+                )
+            ],
+            root_certificates=Path(ca_file).read_bytes() if ca_file else None,
+            require_client_auth=bool(ca_file),
+        )
+        return int(server.add_secure_port(address, credentials))
+
+    def _account(self, client: RestClient, creds: AccountCredentials) -> AccountSession:
         cache_dir = self.config["token.cache_dir"]
 
         async def authenticate() -> str:
@@ -163,6 +205,58 @@ class Gateway:
             cache_dir=Path(cache_dir) if cache_dir else None,
         )
         return AccountSession(creds.name, creds.api_key, creds.api_secret, tokens)
+
+    def _start_streaming(self, config: GatewayConfig, session: aiohttp.ClientSession) -> None:
+        settings = WsSettings(
+            url=config["upstream.ws_url"],
+            stale_after_s=config["ws.stale_after_s"],
+            reconnect_base_s=config["ws.reconnect_base_s"],
+            reconnect_cap_s=config["ws.reconnect_cap_s"],
+            max_frame_bytes=config["ws.max_frame_bytes"],
+        )
+        self.public_feed = PublicFeed(
+            session,
+            settings,
+            max_topics_per_connection=config["ws.max_topics_per_connection"],
+            linger_s=config["ws.linger_s"],
+        )
+        self._stack.push_async_callback(self._close_feeds)
+        upstream = self.upstream
+        assert upstream is not None
+
+        def private_feed(account: str) -> PrivateFeed:
+            feed = self.private_feeds.get(account)
+            if feed is None:
+                feed = PrivateFeed(
+                    account,
+                    session,
+                    settings,
+                    upstream.account(account).tokens,
+                    linger_s=config["ws.linger_s"],
+                )
+                self.private_feeds[account] = feed
+            return feed
+
+        self.hub = StreamHub(self.public_feed, private_feed)
+        self.streams = StreamServicer(
+            self.hub, self.public_feed, upstream, queue_limit=config["stream.queue_limit"]
+        )
+
+    def _start_metrics(self, config: GatewayConfig) -> None:
+        from prometheus_client import start_http_server
+
+        self.metrics.registry.register(StateCollector(lambda: self.state().metrics()))
+        server, thread = start_http_server(
+            config["metrics.port"], addr=config["metrics.host"], registry=self.metrics.registry
+        )
+        self.metrics_port = server.server_port
+
+        def stop_metrics() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+        self._stack.callback(stop_metrics)
 
     async def _start_sandbox(self, config: GatewayConfig) -> GatewayConfig:
         from gateway.sandbox import Sandbox, SandboxConfig
@@ -179,45 +273,150 @@ class Gateway:
             for name, (key, secret) in SANDBOX_ACCOUNTS.items()
         }
         updated = config.with_overrides(
-            upstream__rest_url=sandbox.rest_url,
-            upstream__ws_url=sandbox.ws_url,
+            upstream__rest_url=sandbox.rest_url, upstream__ws_url=sandbox.ws_url
         ).with_accounts(accounts)
         if not config["accounts.default"] or config["accounts.default"] not in accounts:
             updated = updated.with_overrides(accounts__default="demo")
         return updated
 
+    # -- health ---------------------------------------------------------------------------------
+    async def _set_serving(self, serving: bool) -> None:
+        if self._health is not None and serving != self.serving:
+            log.warning("health: %s", "SERVING" if serving else "NOT_SERVING")
+        self.serving = serving
+        if self._health is not None:
+            await set_serving(self._health, serving)
+
+    async def probe(self) -> bool:
+        """Upstream reachable (GET /time) and every account can hold a token."""
+        assert self.upstream is not None
+        deadline = time.monotonic() + min(5.0, self.config["health.interval_s"])
+        try:
+            await self.upstream.client.call(rest_requests.server_time(), deadline=deadline)
+            for session in self.upstream.accounts.values():
+                await session.tokens.token()
+        except GatewayError as exc:
+            log.warning("health probe failed: %s", type(exc).__name__)
+            return False
+        return True
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config["health.interval_s"])
+            await self._set_serving(await self.probe())
+
+    # -- status ---------------------------------------------------------------------------------
+    def state(self) -> GatewayState:
+        upstream, feed, streams = self.upstream, self.public_feed, self.streams
+        connections: list[ConnectionState] = []
+        rejected = 0
+        if feed is not None:
+            for name, conn in feed.connection_objects().items():
+                connections.append(
+                    ConnectionState(
+                        name,
+                        conn.connected.is_set(),
+                        feed.connections().get(name, ()),
+                        conn.stats.connects,
+                        conn.stats.disconnects,
+                    )
+                )
+            rejected += feed.codec_stats.unknown + feed.codec_stats.malformed
+        accounts: list[AccountState] = []
+        for private in self.private_feeds.values():
+            socket = private.connection
+            if socket is not None:
+                connections.append(
+                    ConnectionState(
+                        socket.name,
+                        socket.connected.is_set(),
+                        (),
+                        socket.stats.connects,
+                        socket.stats.disconnects,
+                    )
+                )
+            rejected += private.codec_stats.unknown + private.codec_stats.malformed
+        if upstream is not None:
+            for name, session in upstream.accounts.items():
+                feed_of = self.private_feeds.get(name)
+                accounts.append(
+                    AccountState(
+                        name,
+                        session.tokens.expires_at,
+                        session.tokens.refreshes,
+                        feed_of is not None and feed_of.open,
+                    )
+                )
+        deliveries = streams.deliveries() if streams is not None else ()
+        return GatewayState(
+            serving=self.serving,
+            connections=tuple(connections),
+            streams=streams.active_streams if streams else 0,
+            subscribers=self.hub.consumer_count() if self.hub else 0,
+            accounts=tuple(accounts),
+            rate_limit_headroom=upstream.client.limiter.headroom() if upstream else {},
+            cache_hits=upstream.cache_stats.hits if upstream else 0,
+            cache_misses=upstream.cache_stats.misses if upstream else 0,
+            upstream_calls=upstream.client.stats.calls if upstream else 0,
+            upstream_retries=upstream.client.stats.retries if upstream else 0,
+            ws_frames_rejected=rejected,
+            ws_reconnects=sum(c.disconnects for c in connections),
+            queue_depth=sum(len(d) for d in deliveries),
+            conflations=sum(d.conflated for d in deliveries)
+            + (streams.ended_conflations if streams else 0),
+            evictions=streams.evictions if streams else 0,
+            limiter_waits=upstream.client.limiter.waits if upstream else 0,
+            token_refreshes=sum(a.token_refreshes for a in accounts),
+        )
+
+    # -- stop -----------------------------------------------------------------------------------
     async def _close_feeds(self) -> None:
         for feed in self.private_feeds.values():
             await feed.close()
         if self.public_feed is not None:
             await self.public_feed.close()
 
-    async def stop(self, grace_s: float = 5.0) -> None:
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain: NOT_SERVING, streams end UNAVAILABLE, in-flight calls get `grace_s`, then close."""
+        grace = self.config["drain.grace_s"] if grace_s is None else grace_s
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+            self._monitor = None
         if self._health is not None:
-            await set_serving(self._health, False)
+            await self._set_serving(False)
         if self.streams is not None:
             self.streams.end_all(Draining())
         if self._server is not None:
-            await self._server.stop(grace_s)
+            await self._server.stop(grace)
             self._server = None
         await self._stack.aclose()
 
-    async def wait(self) -> None:
-        if self._server is not None:
-            await self._server.wait_for_termination()
-
 
 async def run_until_signalled(config: GatewayConfig) -> None:
-    """`alp-gateway serve`: run until SIGTERM/SIGINT, then stop gracefully."""
+    """`alp-gateway serve`: run until SIGTERM/SIGINT, then drain and exit."""
     import signal
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Gateway(config) as gateway:
-        print(f"alp-gateway serving gRPC on {config['listen.host']}:{gateway.port}", flush=True)
+    gateway = Gateway(config)
+    await gateway.start()
+    try:
+        print(
+            f"alp-gateway serving gRPC on {gateway.config['listen.host']}:{gateway.port}",
+            flush=True,
+        )
         if gateway.sandbox is not None:
             print(f"  upstream: embedded sandbox {gateway.sandbox.rest_url}", flush=True)
+        if gateway.metrics_port:
+            print(
+                f"  metrics: http://{config['metrics.host']}:{gateway.metrics_port}/metrics",
+                flush=True,
+            )
         await stop.wait()
         log.info("signal received: draining")
+    finally:
+        await gateway.stop()

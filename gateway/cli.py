@@ -22,6 +22,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--sandbox", action="store_true", help="trade against the embedded sandbox")
     serve.add_argument("--host", help="listen address (listen.host)")
     serve.add_argument("--port", type=int, help="listen port (listen.port)")
+    serve.add_argument(
+        "--dev-mode",
+        action="store_true",
+        help="no caller authentication (callers.dev_mode); for local development only",
+    )
 
     sandbox = sub.add_parser("sandbox", help="run the ALP sandbox exchange alone")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -72,6 +77,8 @@ def run(argv: list[str]) -> int:
                 overrides["listen__host"] = args.host
             if args.port is not None:
                 overrides["listen__port"] = args.port
+            if args.dev_mode:
+                overrides["callers__dev_mode"] = True
             config = config.with_overrides(**overrides)
     except ConfigError as exc:
         print(f"alp-gateway: invalid setting {exc.setting}: {exc.reason}", file=sys.stderr)

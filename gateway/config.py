@@ -123,6 +123,18 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("sandbox.enabled", False, _bool, "start the embedded sandbox and trade against it"),
     Setting("sandbox.market", True, _bool, "synthetic market activity in the embedded sandbox"),
     Setting("sandbox.seed", 7, int, "seed of the sandbox market activity"),
+    Setting("callers.dev_mode", False, _bool, "no caller auth (development only; logged loudly)"),
+    Setting("tls.cert_file", "", _optional_path, "PEM server certificate (empty = plaintext)"),
+    Setting("tls.key_file", "", _optional_path, "PEM server key"),
+    Setting("tls.client_ca_file", "", _optional_path, "PEM CA for client certs (enables mTLS)"),
+    Setting(
+        "audit.path", "alp-gateway-audit.jsonl", _optional_path, "trading audit file (empty = off)"
+    ),
+    Setting("metrics.port", 9464, _port, "Prometheus /metrics port (0 = any free port)"),
+    Setting("metrics.enabled", True, _bool, "serve Prometheus metrics"),
+    Setting("metrics.host", "127.0.0.1", str, "Prometheus listen address"),
+    Setting("health.interval_s", 5.0, _positive(float), "upstream health probe period"),
+    Setting("drain.grace_s", 10.0, _non_negative(float), "in-flight calls finish within this"),
     Setting("log.level", "INFO", str, "logging level"),
     Setting("log.format", "text", _log_format, "log line format: text or json"),
 )
@@ -142,9 +154,21 @@ class AccountCredentials:
 
 
 @dataclass(frozen=True)
+class CallerSpec:
+    """A caller of the gateway: bearer-token hash and/or mTLS subject, scopes, ALP accounts."""
+
+    name: str
+    scopes: frozenset[str]
+    accounts: frozenset[str]
+    token_sha256: str = ""
+    cert_subject: str = ""
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     values: Mapping[str, Any]
     accounts: Mapping[str, AccountCredentials] = field(default_factory=dict)
+    callers: Mapping[str, CallerSpec] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -164,17 +188,20 @@ class GatewayConfig:
             if name not in _BY_NAME:
                 raise ConfigError(name, "unknown setting")
             merged[name] = value
-        return GatewayConfig(merged, self.accounts)
+        return GatewayConfig(merged, self.accounts, self.callers)
 
     def with_accounts(self, accounts: Mapping[str, AccountCredentials]) -> GatewayConfig:
-        return GatewayConfig(self.values, dict(accounts))
+        return GatewayConfig(self.values, dict(accounts), self.callers)
+
+    def with_callers(self, callers: Mapping[str, CallerSpec]) -> GatewayConfig:
+        return GatewayConfig(self.values, self.accounts, dict(callers))
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in table.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and name != "accounts":
+        if isinstance(value, dict) and name not in ("accounts", "callers"):
             flat.update(_flatten(value, name + "."))
         else:
             flat[name] = value
@@ -227,6 +254,34 @@ def _accounts(table: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Acc
     return accounts
 
 
+def _callers(table: Mapping[str, Any]) -> dict[str, CallerSpec]:
+    from gateway.core.callers import parse_scopes
+
+    callers: dict[str, CallerSpec] = {}
+    for name, spec in table.items():
+        where = f"callers.{name}"
+        if not isinstance(spec, dict):
+            raise ConfigError(where, "must be a table")
+        unknown = set(spec) - {"token_sha256", "cert_subject", "scopes", "accounts"}
+        if unknown:
+            raise ConfigError(f"{where}.{sorted(unknown)[0]}", "unknown setting")
+        digest = str(spec.get("token_sha256", "")).lower()
+        if digest and not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ConfigError(
+                f"{where}.token_sha256", "must be 64 hex digits (sha256 of the token)"
+            )
+        subject = str(spec.get("cert_subject", ""))
+        if not digest and not subject:
+            raise ConfigError(where, "needs token_sha256 or cert_subject")
+        try:
+            scopes = parse_scopes([str(x) for x in spec.get("scopes", [])], f"{where}.scopes")
+        except ValueError as exc:
+            raise ConfigError(f"{where}.scopes", str(exc)) from exc
+        accounts = frozenset(str(x) for x in spec.get("accounts", []))
+        callers[name] = CallerSpec(name, scopes, accounts, digest, subject)
+    return callers
+
+
 def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -> GatewayConfig:
     """Defaults < TOML file < environment. Raises ConfigError naming the first bad setting."""
     env = os.environ if env is None else env
@@ -245,6 +300,11 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
         raise ConfigError("accounts", "must be a table")
     if "default" in account_table:
         flat["accounts.default"] = account_table.pop("default")
+    caller_table = flat.pop("callers", {})
+    if not isinstance(caller_table, dict):
+        raise ConfigError("callers", "must be a table")
+    if "dev_mode" in caller_table:
+        flat["callers.dev_mode"] = caller_table.pop("dev_mode")
     unknown = sorted(set(flat) - set(_BY_NAME))
     if unknown:
         raise ConfigError(unknown[0], "unknown setting")
@@ -252,7 +312,26 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
     for setting in SETTINGS:
         raw = env.get(setting.env, flat.get(setting.name, setting.default))
         values[setting.name] = _coerce(setting, raw)
-    config = GatewayConfig(values, _accounts(account_table, env))
+    config = GatewayConfig(values, _accounts(account_table, env), _callers(caller_table))
     if config["accounts.default"] and config["accounts.default"] not in config.accounts:
         raise ConfigError("accounts.default", f"no account named {config['accounts.default']!r}")
+    validate_startup(config)
     return config
+
+
+def validate_startup(config: GatewayConfig) -> None:
+    """Cross-setting checks that must hold before serving (also run by `check-config`)."""
+    if bool(config["tls.cert_file"]) != bool(config["tls.key_file"]):
+        raise ConfigError("tls.key_file", "tls.cert_file and tls.key_file go together")
+    if config["tls.client_ca_file"] and not config["tls.cert_file"]:
+        raise ConfigError("tls.client_ca_file", "mTLS needs tls.cert_file and tls.key_file")
+    for name in ("tls.cert_file", "tls.key_file", "tls.client_ca_file"):
+        path = config[name]
+        if path and not Path(path).is_file():
+            raise ConfigError(name, f"no such file: {path}")
+    for caller in config.callers.values():
+        unknown = set(caller.accounts) - set(config.accounts) - {"*"}
+        if unknown and config.accounts:
+            raise ConfigError(
+                f"callers.{caller.name}.accounts", f"unknown accounts {sorted(unknown)}"
+            )

@@ -69,7 +69,7 @@ class StateCollector(Collector):
             "alp_gateway_stream_queue_depth": ("events queued for consumers", "queue_depth"),
         }
         for name, (help_text, key) in gauges.items():
-            yield GaugeMetricFamily(name, help_text, value=float(state.get(key, 0)))
+            yield GaugeMetricFamily(name, help_text, value=state.get(key, 0))
         counters = {
             "alp_gateway_token_refreshes": ("ALP token refreshes", "token_refreshes"),
             "alp_gateway_ws_reconnects": ("upstream WebSocket reconnects", "ws_reconnects"),
@@ -87,4 +87,4 @@ class StateCollector(Collector):
             "alp_gateway_upstream_retries": ("upstream retries", "upstream_retries"),
         }
         for name, (help_text, key) in counters.items():
-            yield CounterMetricFamily(name, help_text, value=float(state.get(key, 0)))
+            yield CounterMetricFamily(name, help_text, value=state.get(key, 0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -38,7 +39,7 @@ class TokenBucket:
     def headroom(self, now: float) -> float:
         """Tokens available right now (negative when callers are queued)."""
         if self.rate == 0:
-            return float("inf")
+            return math.inf
         self._refill(now)
         return self.tokens
 

@@ -56,6 +56,10 @@ class PrivateFeed:
         self.codec_stats = ws_codec.CodecStats()
 
     @property
+    def connection(self) -> WsConnection | None:
+        return self._conn
+
+    @property
     def open(self) -> bool:
         return self._conn is not None
 

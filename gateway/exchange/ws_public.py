@@ -104,8 +104,8 @@ class PublicFeed:
     def listener_count(self) -> int:
         return sum(len(v) for v in self._listeners.values())
 
-    def connection_stats(self) -> dict[str, object]:
-        return {name: conn.stats for name, conn in self._connections.items()}
+    def connection_objects(self) -> dict[str, WsConnection]:
+        return dict(self._connections)
 
     async def drop_all_connections_for_test(self) -> None:
         for conn in list(self._connections.values()):

@@ -58,6 +58,12 @@ class Delivery:
         self.delivered_events = 0
         self.resnapshots = 0
         self._pending_skipped = 0
+        self._conflated_total = 0
+
+    @property
+    def conflated(self) -> int:
+        """Events dropped for this consumer by conflation or resnapshots so far."""
+        return self._conflated_total + self._conflating.skipped
 
     def __len__(self) -> int:
         return len(self._conflating) if self.policy is Policy.CONFLATE else len(self._lossless)
@@ -109,6 +115,7 @@ class Delivery:
                 await self._wake.wait()
                 continue
             entries, skipped = self._drain()
+            self._conflated_total += skipped
             run: list[bytes] = []
             for entry in entries:
                 if entry.is_status:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 from alp.v3 import (
     account_pb2,
     account_pb2_grpc,
+    gateway_service_pb2,
+    gateway_service_pb2_grpc,
     market_data_pb2,
     market_data_pb2_grpc,
     stream_pb2,
@@ -19,19 +21,23 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gateway.audit import AuditLog
 from gateway.exchange.upstream import Upstream
 from gateway.rpc.account import AccountServicer
 from gateway.rpc.barrier import ErrorBarrier, RpcObserver
+from gateway.rpc.gateway_status import GatewayStatusServicer
 from gateway.rpc.market_data import MarketDataServicer
 from gateway.rpc.stream import StreamServicer
 from gateway.rpc.stream import register as register_streams
 from gateway.rpc.trading import TradingServicer
+from gateway.status import GatewayState
 
 SERVICE_NAMES: tuple[str, ...] = (
     market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name,
     account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
     trading_pb2.DESCRIPTOR.services_by_name["TradingService"].full_name,
     stream_pb2.DESCRIPTOR.services_by_name["StreamService"].full_name,
+    gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name,
 )
 
 # PERF-NOTES: with core defaults a burst of 5,000 stream calls only got ~3,000 into handlers.
@@ -51,11 +57,15 @@ def build_server(
     default_timeout_s: float,
     wallet_spelling: str,
     streams: StreamServicer,
+    audit: AuditLog | None = None,
+    status: Callable[[], GatewayState] | None = None,
     interceptors: Sequence[Any] = (),
     observer: RpcObserver | None = None,
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
+    # The barrier is outermost so that errors raised by the other interceptors (caller
+    # authentication) are mapped and logged like any other.
     server = grpc.aio.server(
-        interceptors=(*interceptors, ErrorBarrier(observer)),
+        interceptors=(ErrorBarrier(observer), *interceptors),
         options=SERVER_OPTIONS,
     )
     timing: dict[str, Any] = {
@@ -69,8 +79,12 @@ def build_server(
         AccountServicer(upstream, **timing), server
     )
     trading_pb2_grpc.add_TradingServiceServicer_to_server(
-        TradingServicer(upstream, wallet_spelling=wallet_spelling, **timing), server
+        TradingServicer(upstream, wallet_spelling=wallet_spelling, audit=audit, **timing), server
     )
+    if status is not None:
+        gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(
+            GatewayStatusServicer(status), server
+        )
     register_streams(server, streams)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -13,7 +13,7 @@ from alp.v3 import stream_pb2
 
 from gateway.core.orderbook import OrderBook
 from gateway.core.validation import validate_pair
-from gateway.errors import ValidationError
+from gateway.errors import SlowConsumer, ValidationError
 from gateway.exchange.book_keeper import BookKeeper
 from gateway.exchange.upstream import Upstream
 from gateway.exchange.ws_public import PublicFeed
@@ -137,6 +137,8 @@ class StreamServicer:
         self._keeper_lock = asyncio.Lock()
         self._deliveries: set[Delivery] = set()
         self.active_streams = 0
+        self.evictions = 0  # streams ended because the consumer was too slow
+        self.ended_conflations = 0  # conflations counted by streams that have ended
 
     # -- per-channel RPCs ----------------------------------------------------------------------
     async def StreamTickers(self, request: Any, context: Context) -> AsyncIterator[bytes]:
@@ -289,9 +291,16 @@ class StreamServicer:
         try:
             async for message in delivery.messages():
                 yield message
+        except SlowConsumer:
+            self.evictions += 1
+            raise
         finally:
             self.active_streams -= 1
+            self.ended_conflations += delivery.conflated
             self._deliveries.discard(delivery)
+
+    def deliveries(self) -> tuple[Delivery, ...]:
+        return tuple(self._deliveries)
 
     def end_all(self, reason: BaseException) -> None:
         """Drain: every open stream ends with `reason` after what is already queued."""

@@ -32,6 +32,10 @@ def gateway_config(sandbox: Sandbox, **overrides: Any) -> GatewayConfig:
         "ws__reconnect_base_s": 0.05,
         "ws__reconnect_cap_s": 0.2,
         "accounts__default": "demo",
+        "callers__dev_mode": True,
+        "audit__path": "",
+        "metrics__enabled": False,
+        "health__interval_s": 60.0,
     }
     settings.update(overrides)
     return load_config(env={}).with_accounts(accounts).with_overrides(**settings)

@@ -17,10 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def gateway_process() -> Iterator[str]:
+def gateway_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = dict(os.environ)
     env.update(
         {
+            "ALP_GATEWAY_AUDIT_PATH": str(tmp_path_factory.mktemp("audit") / "audit.jsonl"),
+            "ALP_GATEWAY_METRICS_PORT": "0",
             "ALP_GATEWAY_SANDBOX_MARKET": "true",
             "ALP_GATEWAY_UPSTREAM_PUBLIC_RPS": "0",
             "ALP_GATEWAY_UPSTREAM_PRIVATE_RPS": "0",
@@ -34,6 +36,7 @@ def gateway_process() -> Iterator[str]:
             "gateway",
             "serve",
             "--sandbox",
+            "--dev-mode",
             "--host",
             "127.0.0.1",
             "--port",
