@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from gateway.core.callers import DEV_CALLER, Caller, CallerRegistry, authorize, bearer_token
+from gateway.core.callers import (
+    DEV_CALLER,
+    Caller,
+    CallerRegistry,
+    authorize,
+    bearer_token,
+    required_scope,
+)
 from gateway.errors import Unauthenticated
 from gateway.rpc.call import ACCOUNT_HEADER, caller_var, metadata_value
 
@@ -52,7 +59,9 @@ class CallerAuth(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gener
             "missing credentials: send 'authorization: Bearer <token>' or use mTLS"
         )
 
-    def check(self, method: str, context: Context) -> Caller:
+    def check(self, method: str, context: Context) -> Caller | None:
+        if required_scope(method) is None:
+            return None  # health and reflection are open so probes and grpcurl work
         caller = self.identify(context)
         account = metadata_value(context, ACCOUNT_HEADER) or self._default_account
         authorize(caller, method, account)
