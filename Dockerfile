@@ -12,9 +12,12 @@ RUN python -m venv /opt/venv \
 
 FROM python:3.11-slim AS runtime
 RUN groupadd --system --gid 10001 gateway \
-    && useradd --system --uid 10001 --gid gateway --home-dir /nonexistent --shell /usr/sbin/nologin gateway
+    && useradd --system --uid 10001 --gid gateway --home-dir /nonexistent --shell /usr/sbin/nologin gateway \
+    && mkdir -p /var/lib/alp-gateway && chown 10001:10001 /var/lib/alp-gateway
 COPY --from=build /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 ALP_GATEWAY_LISTEN_HOST=0.0.0.0
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 ALP_GATEWAY_LISTEN_HOST=0.0.0.0 \
+    ALP_GATEWAY_METRICS_HOST=0.0.0.0 ALP_GATEWAY_AUDIT_PATH=/var/lib/alp-gateway/audit.jsonl
+WORKDIR /var/lib/alp-gateway
 USER 10001:10001
 EXPOSE 50051 9464
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \

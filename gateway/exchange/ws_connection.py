@@ -16,6 +16,7 @@ from gateway.core import ws_codec, ws_events
 from gateway.core.backoff import reconnect_delay
 
 log = logging.getLogger(__name__)
+READER_YIELD_EVERY = 64
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,14 @@ class WsConnection:
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         stale = self._settings.stale_after_s
+        burst = 0
         while True:
+            burst += 1
+            if burst >= READER_YIELD_EVERY:
+                # Buffered frames are received without suspending; let consumers' writers run so a
+                # burst upstream reaches them as batches instead of piling up in their queues.
+                burst = 0
+                await asyncio.sleep(0)
             try:
                 message = await ws.receive(timeout=stale)
             except TimeoutError:
