@@ -17,25 +17,28 @@ T = TypeVar("T")
 class LosslessQueue(Generic[T]):
     """Keeps every item; overflowing `limit` breaks the queue and counts the lost items."""
 
-    __slots__ = ("_items", "limit", "lost")
+    __slots__ = ("_items", "limit", "lost", "size")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError("limit must be >= 1")
         self._items: deque[T] = deque()
-        self.limit = limit
+        self.limit = limit  # in events: an item may carry several (`weight`)
+        self.size = 0
         self.lost = 0
 
-    def offer(self, item: T) -> bool:
+    def offer(self, item: T, weight: int = 1) -> bool:
         """False once the queue overflowed: the stream must end, it can no longer be complete."""
         if self.lost:
-            self.lost += 1
+            self.lost += weight
             return False
-        if len(self._items) >= self.limit:
-            self.lost = len(self._items) + 1
+        if self.size + weight > self.limit:
+            self.lost = self.size + weight
             self._items.clear()
+            self.size = 0
             return False
         self._items.append(item)
+        self.size += weight
         return True
 
     @property
@@ -45,6 +48,7 @@ class LosslessQueue(Generic[T]):
     def drain(self) -> list[T]:
         items = list(self._items)
         self._items.clear()
+        self.size = 0
         return items
 
     def __len__(self) -> int:

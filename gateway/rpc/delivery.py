@@ -30,6 +30,7 @@ class Policy(enum.Enum):
 class _Entry:
     chunk: bytes
     is_status: bool
+    events: int = 1
 
 
 class Delivery:
@@ -68,9 +69,10 @@ class Delivery:
     def __len__(self) -> int:
         return len(self._conflating) if self.policy is Policy.CONFLATE else len(self._lossless)
 
-    def offer(self, chunk: bytes, key: Hashable = None) -> None:
-        """One event element; `key` names what a newer event replaces (CONFLATE only)."""
-        self._push(_Entry(chunk, False), key if key is not None else next(_status_keys))
+    def offer(self, chunk: bytes, key: Hashable = None, events: int = 1) -> None:
+        """`events` pre-encoded elements (concatenated); `key` names what a newer event replaces
+        (CONFLATE only)."""
+        self._push(_Entry(chunk, False, events), key if key is not None else next(_status_keys))
 
     def offer_status(self, message: bytes) -> None:
         """A whole response message carrying a status; delivered in order, never conflated away."""
@@ -79,7 +81,7 @@ class Delivery:
     def _push(self, entry: _Entry, key: Hashable) -> None:
         if self.policy is Policy.CONFLATE:
             self._conflating.offer(key, entry)
-        elif not self._lossless.offer(entry) and self.policy is Policy.RESNAPSHOT:
+        elif not self._lossless.offer(entry, entry.events) and self.policy is Policy.RESNAPSHOT:
             self._restart_from_snapshot()
         self._wake.set()
 
@@ -117,21 +119,23 @@ class Delivery:
             entries, skipped = self._drain()
             self._conflated_total += skipped
             run: list[bytes] = []
+            events = 0
             for entry in entries:
                 if entry.is_status:
                     if run:
-                        yield self._events_message(run, skipped)
-                        run, skipped = [], 0
+                        yield self._events_message(run, events, skipped)
+                        run, events, skipped = [], 0, 0
                     self.delivered_messages += 1
                     yield entry.chunk
                 elif entry.chunk:
                     run.append(entry.chunk)
+                    events += entry.events
             if run:
-                yield self._events_message(run, skipped)
+                yield self._events_message(run, events, skipped)
 
-    def _events_message(self, run: list[bytes], skipped: int) -> bytes:
+    def _events_message(self, run: list[bytes], events: int, skipped: int) -> bytes:
         self.delivered_messages += 1
-        self.delivered_events += len(run)
+        self.delivered_events += events
         tail = uint_field(self._skipped_field, skipped) if self._skipped_field else b""
         return b"".join(run) + tail
 

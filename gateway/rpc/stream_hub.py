@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
@@ -38,8 +39,54 @@ class TopicChannel:
         self._encoder = encoder
         self._split = split
         self.targets: dict[Delivery, Target] = {}
+        # Unfiltered lossless consumers are served per burst: the events of one upstream burst are
+        # encoded once, joined once per wire form, and offered once to each such consumer.
+        self._plain: dict[Delivery, Target] = {}
+        self._plain_kinds: frozenset[int] = frozenset()
+        self._others: dict[Delivery, Target] = {}
+        self._burst: dict[int, list[bytes]] = {}
+        self._burst_events = 0
+        self._flush_scheduled = False
         self.events_in = 0
         self.encodes = 0
+        self.bursts = 0
+
+    def add(self, delivery: Delivery, target: Target) -> None:
+        self.targets[delivery] = target
+        if target.accept is None and not target.conflate:
+            self._plain[delivery] = target
+        else:
+            self._others[delivery] = target
+        self._plain_kinds = frozenset(t.subscribe_kind for t in self._plain.values())
+
+    def remove(self, delivery: Delivery) -> None:
+        self.targets.pop(delivery, None)
+        self._plain.pop(delivery, None)
+        self._others.pop(delivery, None)
+        self._plain_kinds = frozenset(t.subscribe_kind for t in self._plain.values())
+
+    def flush(self) -> None:
+        """Offer the pending burst to every unfiltered consumer: one offer per consumer."""
+        self._flush_scheduled = False
+        if not self._burst_events:
+            return
+        joined = {kind: b"".join(chunks) for kind, chunks in self._burst.items()}
+        events = self._burst_events
+        self._burst, self._burst_events = {}, 0
+        self.bursts += 1
+        for delivery, target in self._plain.items():
+            chunk = joined.get(target.subscribe_kind)
+            if chunk is not None:
+                delivery.offer(chunk, None, events)
+
+    def _queue_burst(self, payload: bytes) -> None:
+        for kind in self._plain_kinds:
+            wrapped = enc.subscribe_chunk(kind, payload) if kind else enc.channel_chunk(payload)
+            self._burst.setdefault(kind, []).append(wrapped)
+        self._burst_events += 1
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def on_event(self, topic: str, event: ws_events.WsEvent) -> None:
         self.events_in += 1
@@ -48,7 +95,11 @@ class TopicChannel:
             payload: bytes | None = None
             channel_chunk: bytes | None = None
             subscribe_chunk: bytes | None = None
-            for delivery, target in self.targets.items():
+            if self._plain:
+                payload = self._encoder(item)
+                self.encodes += 1
+                self._queue_burst(payload)
+            for delivery, target in self._others.items():
                 if target.accept is not None and filter_value not in target.accept:
                     continue
                 if payload is None:
@@ -65,6 +116,7 @@ class TopicChannel:
                     delivery.offer(channel_chunk, key)
 
     def on_status(self, state: str, topics: tuple[str, ...]) -> None:
+        self.flush()  # events before the status stay before it
         for delivery in self.targets:
             self.status_to(delivery, state, topics)
 
@@ -76,6 +128,7 @@ class TopicChannel:
             delivery.offer_status(enc.channel_status_message(payload))
 
     def on_rejected(self, topic: str, message: str) -> None:
+        self.flush()
         for delivery in self.targets:
             delivery.end(ValidationError("pairs", f"ALP rejected topic {topic}: {message[:200]}"))
 
@@ -169,7 +222,7 @@ class StreamHub:
             kind, encoder, split = CHANNELS[name]
             channel = TopicChannel(kind, encoder, split)
             self._channels[key] = channel
-        channel.targets[delivery] = target
+        channel.add(delivery, target)
         if first:
             if name in ("order", "wallet"):
                 await self._private(topic).add(channel)
@@ -189,7 +242,7 @@ class StreamHub:
         channel = self._channels.get(key)
         if channel is None:
             return
-        channel.targets.pop(delivery, None)
+        channel.remove(delivery)
         if not channel.targets:
             del self._channels[key]
             if name in ("order", "wallet"):
