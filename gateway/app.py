@@ -113,7 +113,7 @@ class Gateway:
                 public_rps=config["upstream.public_rps"],
                 private_rps=config["upstream.private_rps"],
             ),
-            observer=self.metrics.observe_upstream,
+            observer=self.metrics.observe_upstream if config["metrics.enabled"] else None,
         )
         accounts = {name: self._account(client, creds) for name, creds in config.accounts.items()}
         self.upstream = Upstream(
@@ -138,7 +138,7 @@ class Gateway:
             audit=self.audit,
             status=self.state,
             interceptors=(CallerAuth(registry, config.default_account),),
-            observer=self.metrics.observe_rpc,
+            observer=self.metrics.observe_rpc if config["metrics.enabled"] else None,
         )
         self.port = self._bind(server, config)
         await server.start()
