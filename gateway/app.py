@@ -28,7 +28,7 @@ from gateway.exchange.ws_connection import WsSettings
 from gateway.exchange.ws_private import PrivateFeed
 from gateway.exchange.ws_public import PublicFeed
 from gateway.metrics import GatewayMetrics, StateCollector
-from gateway.rpc.caller_auth import CallerAuth
+from gateway.rpc.caller_auth import CallerGate
 from gateway.rpc.server import build_server, set_serving
 from gateway.rpc.stream import StreamServicer
 from gateway.rpc.stream_hub import StreamHub
@@ -137,7 +137,7 @@ class Gateway:
             wallet_spelling=config["upstream.wallet_spelling"],
             audit=self.audit,
             status=self.state,
-            interceptors=(CallerAuth(registry, config.default_account),),
+            gate=CallerGate(registry, config.default_account),
             observer=self.metrics.observe_rpc if config["metrics.enabled"] else None,
         )
         self.port = self._bind(server, config)

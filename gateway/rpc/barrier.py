@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 else:  # generic only in the stubs
     Context = grpc.aio.ServicerContext
 RpcObserver = Callable[[str, str, float], None]
+# Caller authentication/authorization, run first inside the barrier so its errors are mapped too.
+Gate = Callable[[str, Any], object]
 
 
 class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in the stubs
@@ -30,8 +32,9 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
     bug: INTERNAL with a generic message (and the request id) while the traceback goes to the log.
     """
 
-    def __init__(self, observer: RpcObserver | None = None) -> None:
+    def __init__(self, observer: RpcObserver | None = None, gate: Gate | None = None) -> None:
         self._observer = observer
+        self._gate = gate
 
     async def intercept_service(
         self,
@@ -62,6 +65,8 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
             started = time.perf_counter()
             code = "OK"
             try:
+                if self._gate is not None:
+                    self._gate(method, context)
                 return await inner(request, context)
             except grpc.aio.AbortError:
                 code = _code_name(context)
@@ -84,6 +89,8 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
             started = time.perf_counter()
             code = "OK"
             try:
+                if self._gate is not None:
+                    self._gate(method, context)
                 async for item in inner(request, context):
                     yield item
             except grpc.aio.AbortError:

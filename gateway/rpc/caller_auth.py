@@ -1,9 +1,8 @@
-"""CallerAuth: authenticates every call (bearer token or mTLS subject) and checks its permissions."""
+"""CallerGate: authenticates every call (bearer token or mTLS subject) and checks its permissions."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -39,8 +38,9 @@ def certificate_subject(context: Context) -> str | None:
     return certificate.subject.rfc4514_string()
 
 
-class CallerAuth(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in the stubs
-    """One interceptor for unary and streaming calls alike; `registry=None` is development mode."""
+class CallerGate:
+    """Checks every call, unary and streaming alike (the error barrier runs it first);
+    `registry=None` is development mode."""
 
     def __init__(self, registry: CallerRegistry | None, default_account: str) -> None:
         self._registry = registry
@@ -59,7 +59,7 @@ class CallerAuth(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gener
             "missing credentials: send 'authorization: Bearer <token>' or use mTLS"
         )
 
-    def check(self, method: str, context: Context) -> Caller | None:
+    def __call__(self, method: str, context: Context) -> Caller | None:
         if required_scope(method) is None:
             return None  # health and reflection are open so probes and grpcurl work
         caller = self.identify(context)
@@ -67,39 +67,3 @@ class CallerAuth(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gener
         authorize(caller, method, account)
         caller_var.set(caller.name)
         return caller
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        if handler.unary_unary is not None:
-            inner_unary: Any = handler.unary_unary
-
-            async def unary(request: Any, context: Context) -> Any:
-                self.check(method, context)
-                return await inner_unary(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner_stream: Any = handler.unary_stream
-
-            async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
-                self.check(method, context)
-                async for item in inner_stream(request, context):
-                    yield item
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler

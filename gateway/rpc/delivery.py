@@ -12,6 +12,7 @@ import enum
 import itertools
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.core.fanout_queue import ConflatingQueue, LosslessQueue
 from gateway.errors import Draining, SlowConsumer
@@ -33,8 +34,28 @@ class _Entry:
     events: int = 1
 
 
+_NO_LOSSLESS: LosslessQueue[Any] = LosslessQueue(1)  # shared, never written (CONFLATE streams)
+_NO_CONFLATING: ConflatingQueue[Any] = ConflatingQueue()  # shared, never written (lossless streams)
+
+
 class Delivery:
     """A consumer registration. `chunk`s are pre-encoded elements of the response's event field."""
+
+    __slots__ = (
+        "_conflated_total",
+        "_conflating",
+        "_ended",
+        "_lossless",
+        "_pending_skipped",
+        "_resnapshot",
+        "_skipped_field",
+        "_wake",
+        "channel",
+        "delivered_events",
+        "delivered_messages",
+        "policy",
+        "resnapshots",
+    )
 
     def __init__(
         self,
@@ -51,8 +72,13 @@ class Delivery:
         self.policy = policy
         self._skipped_field = skipped_field
         self._resnapshot = resnapshot
-        self._lossless: LosslessQueue[_Entry] = LosslessQueue(limit)
-        self._conflating: ConflatingQueue[_Entry] = ConflatingQueue()
+        # Only the queue the policy needs: thousands of idle streams make every object count.
+        self._lossless: LosslessQueue[_Entry] = (
+            _NO_LOSSLESS if policy is Policy.CONFLATE else LosslessQueue(limit)
+        )
+        self._conflating: ConflatingQueue[_Entry] = (
+            ConflatingQueue() if policy is Policy.CONFLATE else _NO_CONFLATING
+        )
         self._wake = asyncio.Event()
         self._ended: BaseException | None = None
         self.delivered_messages = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from gateway.audit import AuditLog
 from gateway.exchange.upstream import Upstream
 from gateway.rpc.account import AccountServicer
-from gateway.rpc.barrier import ErrorBarrier, RpcObserver
+from gateway.rpc.barrier import ErrorBarrier, Gate, RpcObserver
 from gateway.rpc.gateway_status import GatewayStatusServicer
 from gateway.rpc.market_data import MarketDataServicer
 from gateway.rpc.stream import StreamServicer
@@ -59,15 +59,11 @@ def build_server(
     streams: StreamServicer,
     audit: AuditLog | None = None,
     status: Callable[[], GatewayState] | None = None,
-    interceptors: Sequence[Any] = (),
+    gate: Gate | None = None,
     observer: RpcObserver | None = None,
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
-    # The barrier is outermost so that errors raised by the other interceptors (caller
-    # authentication) are mapped and logged like any other.
-    server = grpc.aio.server(
-        interceptors=(ErrorBarrier(observer), *interceptors),
-        options=SERVER_OPTIONS,
-    )
+    # One interceptor: a wrapper per call layer costs latency and memory per open stream.
+    server = grpc.aio.server(interceptors=(ErrorBarrier(observer, gate),), options=SERVER_OPTIONS)
     timing: dict[str, Any] = {
         "deadline_margin_s": deadline_margin_s,
         "default_timeout_s": default_timeout_s,

@@ -146,40 +146,45 @@ class StreamServicer:
         accept = frozenset(pairs) if pairs else None
         delivery = self._delivery("tickers", Policy.CONFLATE)
         target = Target(0, accept, conflate=True)
-        async for message in self._run(delivery, [("ticker", "ticker.*", target)]):
-            yield message
+        async with self._serving(delivery, [("ticker", "ticker.*", target)]):
+            async for message in delivery.messages():
+                yield message
 
     async def StreamTrades(self, request: Any, context: Context) -> AsyncIterator[bytes]:
         pairs = _pairs(request.pairs, required=False)
         delivery = self._delivery("trades", Policy.LOSSLESS)
         target = Target(0, None, conflate=False)
         topics = [f"trade.{p}" for p in pairs] or ["trade.*"]
-        async for message in self._run(delivery, [("trade", t, target) for t in topics]):
-            yield message
+        async with self._serving(delivery, [("trade", t, target) for t in topics]):
+            async for message in delivery.messages():
+                yield message
 
     async def StreamBookDiffs(self, request: Any, context: Context) -> AsyncIterator[bytes]:
         pairs = _pairs(request.pairs, required=True)
         delivery = self._delivery("book_diffs", Policy.LOSSLESS)
         target = Target(0, None, conflate=False)
         wants = [("diff", f"diff.{p}", target) for p in pairs]
-        async for message in self._run(delivery, wants):
-            yield message
+        async with self._serving(delivery, wants):
+            async for message in delivery.messages():
+                yield message
 
     async def StreamDepth(self, request: Any, context: Context) -> AsyncIterator[bytes]:
         pairs = _pairs(request.pairs, required=True)
         delivery = self._delivery("depth", Policy.CONFLATE)
         target = Target(0, None, conflate=True)
         wants = [("market_depth", f"market_depth.{p}", target) for p in pairs]
-        async for message in self._run(delivery, wants):
-            yield message
+        async with self._serving(delivery, wants):
+            async for message in delivery.messages():
+                yield message
 
     async def StreamOrderUpdates(self, request: Any, context: Context) -> AsyncIterator[bytes]:
         pairs = _pairs(request.pairs, required=False)
         account = self._upstream.account(metadata_value(context, ACCOUNT_HEADER)).name
         delivery = self._delivery("order_updates", Policy.LOSSLESS)
         target = Target(0, frozenset(pairs) if pairs else None, conflate=False)
-        async for message in self._run(delivery, [("order", account, target)]):
-            yield message
+        async with self._serving(delivery, [("order", account, target)]):
+            async for message in delivery.messages():
+                yield message
 
     async def StreamWalletUpdates(self, request: Any, context: Context) -> AsyncIterator[bytes]:
         currencies = list(request.currencies)
@@ -189,8 +194,9 @@ class StreamServicer:
         account = self._upstream.account(metadata_value(context, ACCOUNT_HEADER)).name
         delivery = self._delivery("wallet_updates", Policy.LOSSLESS)
         target = Target(0, frozenset(currencies) if currencies else None, conflate=False)
-        async for message in self._run(delivery, [("wallet", account, target)]):
-            yield message
+        async with self._serving(delivery, [("wallet", account, target)]):
+            async for message in delivery.messages():
+                yield message
 
     async def StreamOrderBook(self, request: Any, context: Context) -> AsyncIterator[bytes]:
         pair = validate_pair(request.pair)
@@ -200,8 +206,9 @@ class StreamServicer:
             keeper.watch(stream)
             try:
                 stream.start()
-                async for message in self._pump(stream.delivery):
-                    yield message
+                async with self._serving(stream.delivery, []):
+                    async for message in stream.delivery.messages():
+                        yield message
             finally:
                 keeper.unwatch(stream)
 
@@ -220,8 +227,9 @@ class StreamServicer:
                 streams.append((keeper, stream))
             for _, stream in streams:
                 stream.start()
-            async for message in self._run(delivery, wants):
-                yield message
+            async with self._serving(delivery, wants):
+                async for message in delivery.messages():
+                    yield message
 
     def _subscribe_plan(
         self, request: Any, context: Context
@@ -278,26 +286,8 @@ class StreamServicer:
             skipped = 0
         return Delivery(channel, policy, limit=self._queue_limit, skipped_field=skipped)
 
-    async def _run(
-        self, delivery: Delivery, wants: list[tuple[str, str, Target]]
-    ) -> AsyncIterator[bytes]:
-        async with self._hub.attached(delivery, wants):
-            async for message in self._pump(delivery):
-                yield message
-
-    async def _pump(self, delivery: Delivery) -> AsyncIterator[bytes]:
-        self.active_streams += 1
-        self._deliveries.add(delivery)
-        try:
-            async for message in delivery.messages():
-                yield message
-        except SlowConsumer:
-            self.evictions += 1
-            raise
-        finally:
-            self.active_streams -= 1
-            self.ended_conflations += delivery.conflated
-            self._deliveries.discard(delivery)
+    def _serving(self, delivery: Delivery, wants: list[tuple[str, str, Target]]) -> _Serving:
+        return _Serving(self, delivery, wants)
 
     def deliveries(self) -> tuple[Delivery, ...]:
         return tuple(self._deliveries)
@@ -332,6 +322,37 @@ class StreamServicer:
 
     def keeper_count(self) -> int:
         return len(self._keepers)
+
+
+class _Serving:
+    """One open stream's lifetime: attached to its topics, counted, detached on any exit.
+
+    A plain class rather than a generator-based context manager: every open stream holds one, and
+    generator frames are what makes idle streams expensive."""
+
+    __slots__ = ("_delivery", "_servicer", "_wants")
+
+    def __init__(
+        self, servicer: StreamServicer, delivery: Delivery, wants: list[tuple[str, str, Target]]
+    ) -> None:
+        self._servicer = servicer
+        self._delivery = delivery
+        self._wants = wants
+
+    async def __aenter__(self) -> None:
+        servicer = self._servicer
+        await servicer._hub.join_all(self._delivery, self._wants)
+        servicer.active_streams += 1
+        servicer._deliveries.add(self._delivery)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        servicer = self._servicer
+        if exc_type is SlowConsumer:
+            servicer.evictions += 1
+        servicer.active_streams -= 1
+        servicer.ended_conflations += self._delivery.conflated
+        servicer._deliveries.discard(self._delivery)
+        await servicer._hub.leave_all(self._delivery, self._wants)
 
 
 class _KeeperLease:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,24 +194,23 @@ class StreamHub:
     def consumer_count(self) -> int:
         return sum(len(c.targets) for c in self._channels.values())
 
-    @contextlib.asynccontextmanager
-    async def attached(
-        self, delivery: Delivery, wants: list[tuple[str, str, Target]]
-    ) -> AsyncIterator[None]:
-        """Attach `delivery` to each (channel, topic) for the duration of the block.
+    async def join_all(self, delivery: Delivery, wants: list[tuple[str, str, Target]]) -> None:
+        """Attach `delivery` to each (channel, topic); on failure undo what was joined.
 
         `topic` is an ALP topic for public channels and an account name for private ones.
-        Detaching always happens, also on cancellation, so nothing outlives its consumer.
         """
-        joined: list[tuple[str, str]] = []
+        joined: list[tuple[str, str, Target]] = []
         try:
-            for channel_name, topic, target in wants:
-                await self._join(channel_name, topic, delivery, target)
-                joined.append((channel_name, topic))
-            yield
-        finally:
-            for channel_name, topic in joined:
-                await self._leave(channel_name, topic, delivery)
+            for want in wants:
+                await self._join(want[0], want[1], delivery, want[2])
+                joined.append(want)
+        except BaseException:
+            await self.leave_all(delivery, joined)
+            raise
+
+    async def leave_all(self, delivery: Delivery, wants: list[tuple[str, str, Target]]) -> None:
+        for channel_name, topic, _ in wants:
+            await self._leave(channel_name, topic, delivery)
 
     async def _join(self, name: str, topic: str, delivery: Delivery, target: Target) -> None:
         key = (name, topic)
