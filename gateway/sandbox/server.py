@@ -146,7 +146,7 @@ class Sandbox:
         return response
 
     async def _get_faults(self, request: web.Request) -> web.StreamResponse:
-        return reply({k: v for k, v in self.faults.public().items()})
+        return web.json_response(self.faults.public())  # admin, not an ALP shape
 
     async def _put_faults(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -156,7 +156,7 @@ class Sandbox:
             self.faults.update(changes)
         except (ValueError, TypeError) as exc:
             return error(400, "VALIDATION_ERROR", str(exc))
-        return reply(self.faults.public())
+        return web.json_response(self.faults.public())
 
     async def _drop_ws(self, request: web.Request) -> web.StreamResponse:
         return reply({"dropped": await self.drop_ws_connections()})
