@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import time
 
@@ -59,17 +60,27 @@ def run(streams: int, rate: float, duration: float) -> dict[str, object]:
                     str(duration),
                 ],
                 cwd=ROOT,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
                 text=True,
             )
             for _ in range(clients)
         ]
+        for proc in procs:  # every stream subscribed before the upstream starts publishing
+            assert proc.stdout is not None and proc.stdin is not None
+            assert proc.stdout.readline().strip() == "ready"
+        upstream_proc.send_signal(signal.SIGUSR1)
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
         results = []
         for proc in procs:
-            assert proc.stdout is not None
-            lines = proc.stdout.read().strip().splitlines()
-            proc.wait(timeout=60)
+            out, err = proc.communicate(timeout=300)  # stdin already written
+            lines = out.strip().splitlines()
+            if not lines or not lines[-1].startswith("{"):
+                raise RuntimeError(f"client failed: {err[-2000:]}")
             results.append(json.loads(lines[-1]))
         with grpc.insecure_channel(gw["target"]) as channel:
             status = gateway_service_pb2_grpc.GatewayServiceStub(channel).GetStatus(
@@ -98,7 +109,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--quick", action="store_true", help="N = 1, 100, 1000 only")
     args = parser.parse_args()
-    plans = [(1, 20000.0), (100, 20000.0), (1000, 2000.0), (5000, 400.0)]
+    plans = [(1, 20000.0), (100, 20000.0), (1000, 2000.0), (5000, 200.0)]
     if args.quick:
         plans = plans[:3]
     rows = []

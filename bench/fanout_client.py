@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 
 import grpc
@@ -47,6 +48,7 @@ async def main(target: str, streams: int, per_channel: int, duration: float, pai
     tasks = [asyncio.create_task(consume(i)) for i in range(streams)]
     await asyncio.wait_for(all_subscribed.wait(), 120)
     print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # wait for "go"
     await asyncio.sleep(1.0)  # settle
     counting = True
     began = time.perf_counter()

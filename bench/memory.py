@@ -49,6 +49,7 @@ def clients(
                     "500",
                 ],
                 cwd=ROOT,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 text=True,
@@ -62,6 +63,10 @@ def wait_ready(procs: list[subprocess.Popen[str]]) -> None:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.strip() == "ready", line
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
 
 
 def main() -> None:

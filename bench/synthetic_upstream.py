@@ -42,7 +42,11 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+GO = asyncio.Event()  # publishing starts on SIGUSR1, once every client is subscribed
+
+
 async def publish(rate: float) -> None:
+    await GO.wait()
     trade_id = 0
     tick = 0.002
     carry = 0.0
@@ -75,6 +79,7 @@ async def main(rate: float) -> None:
     print(f"synthetic upstream ws://127.0.0.1:{port}/ws", flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, GO.set)
     publisher = asyncio.create_task(publish(rate))
     await stop.wait()
     publisher.cancel()

@@ -28,8 +28,21 @@ def _no_decimal(value: Any) -> Any:
     raise TypeError(f"cannot put {type(value).__name__} in a request body: use decimal strings")
 
 
+def _refuse_floats(value: Any) -> None:
+    # json.dumps encodes floats natively (default= never sees them), so check before encoding.
+    if isinstance(value, float):
+        raise TypeError("cannot put float in a request body: use decimal strings")
+    if isinstance(value, Mapping):
+        for item in value.values():
+            _refuse_floats(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _refuse_floats(item)
+
+
 def dumps_body(obj: Mapping[str, Any]) -> bytes:
     """Compact JSON in the given key order; the bytes that are signed are the bytes sent."""
+    _refuse_floats(obj)
     return json.dumps(
         obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_no_decimal
     ).encode("utf-8")

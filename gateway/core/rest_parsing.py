@@ -56,7 +56,10 @@ class _Row:
         if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
             return int(value)
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
+            try:  # isdigit() admits "--5" and "²", which int() refuses
+                return int(value)
+            except ValueError:
+                pass
         raise self._fail(key, "is not an integer")
 
     def opt_integer(self, key: str) -> int | None:

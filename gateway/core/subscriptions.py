@@ -130,7 +130,12 @@ class SubscriptionTable:
         topics.remove(topic)
         self._full_until[conn_id] = len(topics)
         del self._conn_of[topic]
-        return self._place(topic, exclude=conn_id)
+        commands = self._place(topic, exclude=conn_id)
+        if not topics:  # refused its only topic: an empty connection must not stay open
+            del self._topics[conn_id]
+            self._full_until.pop(conn_id, None)
+            commands.append(CloseConnection(conn_id))
+        return commands
 
     def assert_consistent(self) -> None:
         live = set(self._refs) | set(self._lingering)

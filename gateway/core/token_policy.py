@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jwt
 
 from gateway.errors import UpstreamProtocolError
@@ -46,6 +48,8 @@ def read_expiry(token: str) -> float:
     exp = claims.get("exp")
     if isinstance(exp, bool) or not isinstance(exp, int | float):
         raise UpstreamProtocolError("ALP token has no numeric exp claim")
+    if not math.isfinite(exp):  # a NaN/infinite exp would never trigger a refresh
+        raise UpstreamProtocolError("ALP token has a non-finite exp claim")
     return float(exp)
 
 

@@ -265,7 +265,7 @@ def _frames(command: str, topics: Sequence[str], max_bytes: int) -> list[str]:
     frames: list[str] = []
     current: list[str] = []
     for topic in topics:
-        if len(json.dumps([command, topic]).encode()) > max_bytes:
+        if len(json.dumps([command, topic], separators=(",", ":")).encode()) > max_bytes:
             raise ValueError(f"topic {topic[:40]!r} alone exceeds {max_bytes} bytes")
         candidate = [*current, topic]
         if len(json.dumps([command, *candidate], separators=(",", ":")).encode()) > max_bytes:

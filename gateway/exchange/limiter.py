@@ -27,9 +27,11 @@ class RateLimiter:
         self._public = TokenBucket(public_rps, max(1.0, public_rps))
         self._private_rps = private_rps
         self._private: dict[str, TokenBucket] = {}
+        self._paused_until: dict[str | None, float] = {}
         self._clock = clock
         self.waits = 0
         self.rejections = 0
+        self.pauses = 0
 
     def _bucket(self, account: str | None) -> TokenBucket:
         if account is None:
@@ -46,7 +48,21 @@ class RateLimiter:
         room.update({f"account:{n}": b.headroom(now) for n, b in self._private.items()})
         return room
 
+    def pause(self, account: str | None, seconds: float) -> None:
+        """ALP answered 429 for this pool: nobody in it calls again for `seconds` (Retry-After)."""
+        until = self._clock() + max(0.0, seconds)
+        if until > self._paused_until.get(account, 0.0):
+            self._paused_until[account] = until
+            self.pauses += 1
+
     async def acquire(self, account: str | None, deadline: float) -> None:
+        paused = self._paused_until.get(account, 0.0) - self._clock()
+        if paused > 0:
+            if self._clock() + paused >= deadline:
+                self.rejections += 1
+                raise RateLimited("public" if account is None else f"account:{account}", paused)
+            self.waits += 1
+            await asyncio.sleep(paused)
         bucket = self._bucket(account)
         now = self._clock()
         wait = bucket.reserve(now)

@@ -140,6 +140,11 @@ class RestClient:
             try:
                 return await self._send(request, account, deadline, request_id)
             except UpstreamHttpError as exc:
+                if exc.http_status == 429:
+                    pool = account.name if request.private and account else None
+                    self._limiter.pause(
+                        pool, exc.retry_after if exc.retry_after is not None else 1.0
+                    )
                 if exc.http_status == 401 and account is not None and not reauthenticated:
                     reauthenticated = True
                     self.stats.reauth_on_401 += 1

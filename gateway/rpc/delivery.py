@@ -19,6 +19,7 @@ from gateway.errors import Draining, SlowConsumer
 from gateway.rpc.wire import uint_field
 
 _status_keys = itertools.count()
+MAX_MESSAGE_BYTES = 1 << 20  # gRPC clients refuse messages over 4 MiB by default
 
 
 class Policy(enum.Enum):
@@ -145,17 +146,19 @@ class Delivery:
             entries, skipped = self._drain()
             self._conflated_total += skipped
             run: list[bytes] = []
-            events = 0
+            events = size = 0
             for entry in entries:
+                # statuses travel alone; batches stay well under clients' 4 MiB default limit
+                if run and (entry.is_status or size + len(entry.chunk) > MAX_MESSAGE_BYTES):
+                    yield self._events_message(run, events, skipped)
+                    run, events, size, skipped = [], 0, 0, 0
                 if entry.is_status:
-                    if run:
-                        yield self._events_message(run, events, skipped)
-                        run, events, skipped = [], 0, 0
                     self.delivered_messages += 1
                     yield entry.chunk
                 elif entry.chunk:
                     run.append(entry.chunk)
                     events += entry.events
+                    size += len(entry.chunk)
             if run:
                 yield self._events_message(run, events, skipped)
 

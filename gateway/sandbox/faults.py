@@ -76,6 +76,8 @@ class SandboxStats:
     ws_closed_slow: int = 0
     injected_errors: int = 0
     topics_by_connection: dict[int, set[str]] = field(default_factory=dict)
+    # (monotonic time, method, path) of the latest REST requests, for rate measurements
+    request_log: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=10000))
 
     def topics_per_connection(self) -> list[int]:
         return [len(t) for t in self.topics_by_connection.values()]

@@ -121,6 +121,7 @@ class Sandbox:
         if not path.startswith("/api/v3"):
             return await handler(request)
         self.stats.rest_requests[(request.method, path)] += 1
+        self.stats.request_log.append((time.monotonic(), request.method, path))
         faults = self.faults
         delayed = faults.delays(path)
         if faults.delay_s and delayed:

@@ -92,6 +92,18 @@ def test_grpcurl_reflection_unary_stream_and_health(gateway_process: str) -> Non
     assert "rpc PlaceOrder" in described and "rpc CancelOrders" in described
     pairs = json.loads(grpcurl("-d", "{}", gateway_process, "alp.v3.MarketDataService/ListPairs"))
     assert any(p["name"] == "BTC_USDT" for p in pairs["pairs"])
+    placed = json.loads(
+        grpcurl(
+            "-H",
+            "x-alp-account: demo",
+            "-d",
+            '{"pair": "BTC_USDT", "side": "ORDER_SIDE_BUY", '
+            '"limit": {"base_amount": "0.01", "limit_price": "1000.00"}}',
+            gateway_process,
+            "alp.v3.TradingService/PlaceOrder",
+        )
+    )
+    assert int(placed["order_id"]) > 0 and placed["client_order_id"].startswith("gw-")
     health = json.loads(grpcurl(gateway_process, "grpc.health.v1.Health/Check"))
     assert health["status"] == "SERVING"
 

@@ -1,0 +1,83 @@
+"""Upstream economy: the client-side rate limiter (measured at the sandbox) and request coalescing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+from alp.v3 import account_pb2, account_pb2_grpc, market_data_pb2, market_data_pb2_grpc
+
+from gateway.sandbox import Sandbox
+from tests.gateway.status_details import details_of
+
+
+@pytest.mark.parametrize("gateway_overrides", [{"upstream__private_rps": 5.0}])
+async def test_private_rate_never_exceeded_at_the_sandbox(
+    channel: grpc.aio.Channel, sandbox: Sandbox, gateway_overrides: dict[str, object]
+) -> None:
+    stub = account_pb2_grpc.AccountServiceStub(channel)
+    await stub.ListBalances(account_pb2.ListBalancesRequest())  # token, warm
+    started = time.monotonic()
+    await asyncio.gather(
+        *(stub.ListBalances(account_pb2.ListBalancesRequest(), timeout=10) for _ in range(15))
+    )
+    elapsed = time.monotonic() - started
+    arrivals = [
+        t for t, _, path in sandbox.stats.request_log if t >= started and path.endswith("/balances")
+    ]
+    assert len(arrivals) == 15
+    assert elapsed >= 2.0  # 15 calls at 5/s with a burst of 5: at least ~2 s
+    for i in range(len(arrivals)):  # no one-second window holds more than burst + rate
+        window = [t for t in arrivals if arrivals[i] <= t < arrivals[i] + 1.0]
+        assert len(window) <= 10
+
+
+@pytest.mark.parametrize("gateway_overrides", [{"upstream__private_rps": 1.0}])
+async def test_queue_beyond_deadline_is_resource_exhausted(
+    channel: grpc.aio.Channel, gateway_overrides: dict[str, object]
+) -> None:
+    stub = account_pb2_grpc.AccountServiceStub(channel)
+    await stub.ListBalances(account_pb2.ListBalancesRequest())
+    results = await asyncio.gather(
+        *(stub.ListBalances(account_pb2.ListBalancesRequest(), timeout=0.5) for _ in range(5)),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert errors and all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for e in errors)
+    details = details_of(errors[0])
+    assert details.retry_info is not None
+    assert details.error_info is not None and details.error_info.reason == "RATE_LIMITED"
+
+
+async def test_upstream_429_pauses_the_pool(channel: grpc.aio.Channel, sandbox: Sandbox) -> None:
+    stub = market_data_pb2_grpc.MarketDataServiceStub(channel)
+    sandbox.faults.update({"error_rate": 1.0, "error_status": 429})
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.GetServerTime(market_data_pb2.GetServerTimeRequest())
+    sandbox.faults.update({"error_rate": 0.0})
+    before = sandbox.stats.rest_requests[("GET", "/api/v3/time")]
+    with pytest.raises(grpc.aio.AioRpcError) as info:  # paused for Retry-After (1 s) > deadline
+        await stub.GetServerTime(market_data_pb2.GetServerTimeRequest(), timeout=0.3)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert sandbox.stats.rest_requests[("GET", "/api/v3/time")] == before  # nothing was sent
+    reply = await stub.GetServerTime(market_data_pb2.GetServerTimeRequest(), timeout=3)
+    assert reply.server_time.seconds > 0
+
+
+@pytest.mark.parametrize("gateway_overrides", [{"upstream__public_cache_ttl_s": 0.5}])
+async def test_identical_public_calls_coalesce(
+    channel: grpc.aio.Channel, sandbox: Sandbox, gateway_overrides: dict[str, object]
+) -> None:
+    sandbox.faults.update({"delay_s": 0.2})
+    stub = market_data_pb2_grpc.MarketDataServiceStub(channel)
+    request = market_data_pb2.ListTickersRequest(pair="BTC_USDT")
+    replies = await asyncio.gather(*(stub.ListTickers(request) for _ in range(50)))
+    assert len({r.SerializeToString() for r in replies}) == 1
+    assert sandbox.stats.rest_requests[("GET", "/api/v3/ticker")] == 1
+    await stub.ListTickers(request)  # inside the TTL: still one upstream call
+    assert sandbox.stats.rest_requests[("GET", "/api/v3/ticker")] == 1
+    await asyncio.sleep(0.6)
+    await stub.ListTickers(request)
+    assert sandbox.stats.rest_requests[("GET", "/api/v3/ticker")] == 2
