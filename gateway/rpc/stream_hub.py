@@ -15,6 +15,8 @@ from gateway.rpc import stream_encode as enc
 from gateway.rpc.delivery import Delivery
 
 Encoder = Callable[[Any], bytes]
+LARGE_AUDIENCE = 2000
+LARGE_AUDIENCE_FLUSH_S = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,13 @@ class TopicChannel:
         self._burst_events += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop = asyncio.get_running_loop()
+            if len(self._plain) >= LARGE_AUDIENCE:
+                # Thousands of consumers: gather for a moment so each wakes once per interval,
+                # not once per upstream frame (wake-ups, not bytes, are what a loop runs out of).
+                loop.call_later(LARGE_AUDIENCE_FLUSH_S, self.flush)
+            else:
+                loop.call_soon(self.flush)
 
     def on_event(self, topic: str, event: ws_events.WsEvent) -> None:
         self.events_in += 1
