@@ -77,9 +77,11 @@ class BookKeeper:
         return self._seeded.is_set()
 
     async def start(self) -> None:
+        """Subscribe and fetch the seed in the background: callers wait with `wait_seeded`, so an
+        unreachable ALP never holds anyone else up."""
         for topic in self.topics:
             await self._feed.add(topic, self)
-        await self._resnapshot(resync=False)
+        self._schedule_resnapshot(resync=False)
 
     async def stop(self) -> None:
         if self._resync_task is not None:
@@ -161,11 +163,11 @@ class BookKeeper:
         log.warning("book %s inconsistent (%s); resnapshotting", self.pair, reason)
         self._schedule_resnapshot()
 
-    def _schedule_resnapshot(self) -> None:
+    def _schedule_resnapshot(self, *, resync: bool = True) -> None:
         self._resyncing = True
         if self._resync_task is None or self._resync_task.done():
             self._resync_task = asyncio.get_running_loop().create_task(
-                self._resnapshot(resync=True)
+                self._resnapshot(resync=resync)
             )
 
     async def _resnapshot(self, *, resync: bool) -> None:

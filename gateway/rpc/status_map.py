@@ -133,7 +133,7 @@ def map_error(exc: errors.GatewayError) -> MappedError:
     if isinstance(exc, errors.UpstreamUnavailable):
         return MappedError(
             grpc.StatusCode.UNAVAILABLE,
-            "ALP is unreachable",
+            f"ALP is unreachable: {exc}",
             [_error_info("UPSTREAM_UNAVAILABLE", GATEWAY_DOMAIN), _retry_info(DEFAULT_RETRY_S)],
         )
     if isinstance(exc, errors.UpstreamProtocolError):

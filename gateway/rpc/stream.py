@@ -13,7 +13,7 @@ from alp.v3 import stream_pb2
 
 from gateway.core.orderbook import OrderBook
 from gateway.core.validation import validate_pair
-from gateway.errors import SlowConsumer, ValidationError
+from gateway.errors import SlowConsumer, UpstreamUnavailable, ValidationError
 from gateway.exchange.book_keeper import BookKeeper
 from gateway.exchange.upstream import Upstream
 from gateway.exchange.ws_public import PublicFeed
@@ -309,7 +309,15 @@ class StreamServicer:
                 self._keeper_refs[pair] = 0
                 await keeper.start()
             self._keeper_refs[pair] += 1
-        await keeper.wait_seeded(self._seed_timeout)
+        try:
+            await keeper.wait_seeded(self._seed_timeout)
+        except BaseException as exc:  # timeout or the caller went away: give the lease back
+            await self._release_keeper(pair)
+            if isinstance(exc, TimeoutError):
+                raise UpstreamUnavailable(
+                    f"no order book snapshot for {pair} within {self._seed_timeout:.0f} s"
+                ) from exc
+            raise
         return keeper
 
     async def _release_keeper(self, pair: str) -> None:

@@ -251,3 +251,34 @@ async def test_book_stream_matches_exchange_through_random_flow(
     assert matches()
     sandbox.exchange.check_invariants()
     call.cancel()
+
+
+async def test_order_book_with_alp_down_is_unavailable_and_leaks_nothing(
+    channel: grpc.aio.Channel, sandbox: Sandbox, gateway: Gateway
+) -> None:
+    assert gateway.streams is not None
+    gateway.streams._seed_timeout = 0.5
+    sandbox.faults.update(
+        {"error_rate": 1.0, "error_status": 503, "error_path_prefix": "/orderbook"}
+    )
+    call = stream_pb2_grpc.StreamServiceStub(channel).StreamOrderBook(
+        stream_pb2.StreamOrderBookRequest(pair="BTC_USDT")
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for _ in call:
+            pass
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "snapshot" in (
+        info.value.details() or ""
+    )
+    for _ in range(50):
+        if gateway.streams.keeper_count() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert gateway.streams.keeper_count() == 0
+    sandbox.faults.update({"error_rate": 0.0})
+    call = stream_pb2_grpc.StreamServiceStub(channel).StreamOrderBook(
+        stream_pb2.StreamOrderBookRequest(pair="BTC_USDT")
+    )
+    first = await first_message(call, predicate=lambda m: len(m.updates) > 0)
+    assert first.updates[0].snapshot and first.updates[0].sequence == 1
+    call.cancel()
