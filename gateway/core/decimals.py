@@ -7,7 +7,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Final
 
 # A plain decimal as callers and ALP's WS frames write it: optional sign, digits, optional fraction.
-_DECIMAL_TEXT: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+# [0-9], never \d: \d, str.isdigit() and Decimal() all accept "１" and "١٠", which are not numbers
+# on ALP's wire; text is also checked isascii() before strip(), which removes Unicode spaces.
+_DECIMAL_TEXT: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_EXPONENT_TEXT: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][+-]?[0-9]{1,3}")
 MAX_DIGITS: Final = 40
 
 
@@ -28,7 +31,9 @@ def parse_decimal(value: object) -> Decimal:
         result = Decimal(value)
     elif isinstance(value, str):
         text = value.strip()
-        if not _DECIMAL_TEXT.fullmatch(text) and not _is_exponent_text(text):
+        if not value.isascii() or (
+            not _DECIMAL_TEXT.fullmatch(text) and not _EXPONENT_TEXT.fullmatch(text)
+        ):
             raise DecimalFormatError(f"not a decimal number: {value[:40]!r}")
         try:
             result = Decimal(text)
@@ -41,15 +46,11 @@ def parse_decimal(value: object) -> Decimal:
     return result
 
 
-def _is_exponent_text(text: str) -> bool:
-    return re.fullmatch(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)[eE][+-]?\d{1,3}", text) is not None
-
-
 def parse_caller_decimal(text: str) -> Decimal:
     """Strict parse of a caller-supplied decimal string: plain notation, no exponent, bounded size."""
     stripped = text.strip()
-    if not _DECIMAL_TEXT.fullmatch(stripped):
-        raise DecimalFormatError('must be a plain decimal string such as "1.5"')
+    if not text.isascii() or not _DECIMAL_TEXT.fullmatch(stripped):
+        raise DecimalFormatError('must be a plain decimal string of ASCII digits such as "1.5"')
     if len(stripped.lstrip("+-").replace(".", "")) > MAX_DIGITS:
         raise DecimalFormatError(f"more than {MAX_DIGITS} digits")
     return Decimal(stripped)
