@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from gateway.errors import GatewayError
 from gateway.rpc.call import REQUEST_ID_HEADER, choose_request_id, metadata_value, request_id_var
@@ -23,6 +24,13 @@ else:  # generic only in the stubs
 RpcObserver = Callable[[str, str, float], None]
 # Caller authentication/authorization, run first inside the barrier so its errors are mapped too.
 Gate = Callable[[str, Any], object]
+
+# Stands in for a request whose bytes are not the method's message. grpc.aio deserialises before
+# any handler or interceptor code runs, and a raising deserializer ends the call UNKNOWN with the
+# DecodeError text and a logged traceback; so the barrier's deserializer returns this instead and
+# the wrapped handler answers INVALID_ARGUMENT like any other bad request.
+_UNDECODABLE: Any = object()
+_UNDECODABLE_STATUS = MappedError(grpc.StatusCode.INVALID_ARGUMENT, "request could not be decoded")
 
 
 class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in the stubs
@@ -48,13 +56,13 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -67,6 +75,8 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
             try:
                 if self._gate is not None:
                     self._gate(method, context)
+                if request is _UNDECODABLE:
+                    await _abort(context, _UNDECODABLE_STATUS, request_id)
                 return await inner(request, context)
             except grpc.aio.AbortError:
                 code = _code_name(context)
@@ -91,6 +101,8 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
             try:
                 if self._gate is not None:
                     self._gate(method, context)
+                if request is _UNDECODABLE:
+                    await _abort(context, _UNDECODABLE_STATUS, request_id)
                 async for item in inner(request, context):
                     yield item
             except grpc.aio.AbortError:
@@ -119,6 +131,21 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
         )
         if self._observer is not None:
             self._observer(method, code, elapsed)
+
+
+def _tolerant(
+    deserializer: Callable[[bytes], Any] | None,
+) -> Callable[[bytes], Any] | None:
+    if deserializer is None:  # the handler takes raw bytes: nothing to decode
+        return None
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except DecodeError:  # corrupt wire format, truncated field, invalid UTF-8 in a string
+            return _UNDECODABLE
+
+    return decode
 
 
 def _begin(context: Context) -> str:
