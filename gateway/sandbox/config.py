@@ -22,13 +22,19 @@ class SandboxAccount:
 
 @dataclass(frozen=True)
 class Quirks:
-    """Live-server behaviour from API-NOTES; each on by default, each switchable."""
+    """Live-server behaviour from API-NOTES (2026-09); every default is what ALP does live.
+
+    Each field names one behaviour so a test can switch it by name; the defaults never change to
+    suit a test. `diff_silent`: live `diff.PAIR` is acknowledged but sends nothing.
+    `depth_snapshot_on_subscribe`: live sends no snapshot on subscribe (False = live).
+    `ticker_pair_silent`: live `ticker.PAIR` sends nothing.
+    """
 
     max_topics_per_connection: int = 20
     max_inbound_frame_bytes: int = 800
     ticker_pair_silent: bool = True
     depth_snapshot_on_subscribe: bool = False
-    diff_silent: bool = False
+    diff_silent: bool = True
     close_on_unsolicited_text: bool = True
     ping_mode: str = "protocol"  # "protocol" | "text"
     ping_interval_s: float = 20.0
@@ -58,6 +64,18 @@ HOUSE_TAKER_ID = 9002
 
 
 @dataclass(frozen=True)
+class Extensions:
+    """Behaviour ALP does NOT document, each off by default; a test that needs one turns it on
+    by name, so nothing green depends on a kindness of the sandbox by accident."""
+
+    # Order objects of GET /accounts/order also carry `client_order_id`, `quote_amount` and
+    # `stop_operator` (the documented order object has 18 fields and none of these).
+    order_extra_fields: bool = False
+    # `["auth", ts, "ok"]` after a successful WebSocket login (ALP sends nothing).
+    ws_auth_ack: bool = False
+
+
+@dataclass(frozen=True)
 class SandboxConfig:
     accounts: tuple[SandboxAccount, ...] = DEFAULT_ACCOUNTS
     jwt_key: str = field(default="sandbox-jwt-signing-key-0123456789abcdef", repr=False)
@@ -70,6 +88,7 @@ class SandboxConfig:
     depth_interval_s: float = 1.0
     ws_send_queue: int = 2000
     quirks: Quirks = Quirks()
+    extensions: Extensions = Extensions()
 
     def with_accounts(self, extra: tuple[SandboxAccount, ...]) -> SandboxConfig:
         return dataclasses.replace(self, accounts=(*self.accounts, *extra))

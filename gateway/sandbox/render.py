@@ -20,6 +20,15 @@ from gateway.sandbox.engine import (
 )
 
 
+# The docs' response tables spell margin wallets CROSS_MARGIN / ISOLATED_MARGIN (the place-order
+# body spells them MARGIN_CROSS / MARGIN_ISOLATED); every response and frame uses this spelling.
+RESPONSE_WALLET = {"MARGIN_CROSS": "CROSS_MARGIN", "MARGIN_ISOLATED": "ISOLATED_MARGIN"}
+
+
+def wallet(engine_spelling: str) -> str:
+    return RESPONSE_WALLET.get(engine_spelling, engine_spelling)
+
+
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -100,7 +109,7 @@ def balance(b: Balance) -> dict[str, Any]:
         "balance": b.balance,
         "reserve": b.reserve,
         "currency": b.currency,
-        "wallet_type": b.wallet_type,
+        "wallet_type": wallet(b.wallet_type),
         "last_update_at": iso(b.last_update_at),
         "account_id": b.account_id,
     }
@@ -120,8 +129,9 @@ def fee_rule(f: FeeRule) -> dict[str, Any]:
     }
 
 
-def order(o: Order) -> dict[str, Any]:
-    return {
+def order(o: Order, *, extra: bool = False) -> dict[str, Any]:
+    """The documented 18 fields; `extra` (Extensions.order_extra_fields) adds undocumented ones."""
+    out: dict[str, Any] = {
         "id": o.id,
         "account_id": o.account_id,
         "pair": o.pair,
@@ -130,7 +140,7 @@ def order(o: Order) -> dict[str, Any]:
         "side": "BID" if o.side == "BUY" else "ASK",
         "status": o.status,
         "type": o.type,
-        "wallet_type": o.wallet_type,
+        "wallet_type": wallet(o.wallet_type),
         "amount_canceled": o.amount_canceled,
         "amount_filled": o.amount_filled,
         "date": iso(o.date),
@@ -140,10 +150,12 @@ def order(o: Order) -> dict[str, Any]:
         "done_at": iso(o.done_at),
         "expire_after": None,
         "stop_price": o.stop_price,
-        "stop_operator": o.stop_operator,
-        "quote_amount": o.quote_amount,
-        "client_order_id": o.client_order_id,
     }
+    if extra:
+        out["stop_operator"] = o.stop_operator
+        out["quote_amount"] = o.quote_amount
+        out["client_order_id"] = o.client_order_id
+    return out
 
 
 def account_trade(t: AccountTrade) -> dict[str, Any]:
@@ -164,7 +176,7 @@ def activity(a: Activity) -> dict[str, Any]:
         "balance": a.balance,
         "reserve": a.reserve,
         "currency": a.currency,
-        "wallet_type": a.wallet_type,
+        "wallet_type": wallet(a.wallet_type),
         "last_update_at": iso(a.last_update_at),
         "account_id": a.account_id,
         "op_type": a.op_type,
@@ -194,7 +206,7 @@ def order_frame(o: Order, ts: float) -> list[Any]:
         unix(o.done_at) if o.done_at else None,
         o.status,
         _s(o.quote_amount) if o.quote_amount else "0",
-        o.wallet_type,
+        wallet(o.wallet_type),
         _s(o.stop_price) if o.stop_price else "0.00",
         o.stop_operator or "",
     ]

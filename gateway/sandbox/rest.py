@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -16,7 +17,32 @@ from gateway.sandbox.engine import Exchange, OrderRequest
 from gateway.sandbox.wire import Reject, reply
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Docs: "BUY or SELL (also accepts BID / ASK)"; symbols and enums are upper case only.
 SIDES = {"BUY": "BUY", "BID": "BUY", "SELL": "SELL", "ASK": "SELL"}
+# Docs' place-order spelling; the response spelling (CROSS_MARGIN...) is not accepted in a body.
+BODY_WALLET_TYPES = ("SPOT", "MARGIN_CROSS", "MARGIN_ISOLATED", "FUNDING")
+# "Base amount as decimal string, e.g. "1.5"": plain digits with an optional fraction and sign;
+# JSON numbers and exponents are refused (the docs type these fields as string).
+DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+PAIR_TEXT = re.compile(r"[A-Z0-9]+_[A-Z0-9]+")
+CURRENCY_TEXT = re.compile(r"[A-Z0-9]+")
+# Which body fields each order type takes (the docs' table); a field outside its column is
+# refused (the docs are silent on extra fields: the sandbox takes the stricter reading).
+REQUIRED_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "LIMIT": ("base_amount", "limit_price"),
+    "STOP_LIMIT": ("base_amount", "limit_price", "stop_price", "stop_operator"),
+    "STOP_MARKET": ("base_amount", "stop_price", "stop_operator"),
+    "MARKET": (),
+}
+ALLOWED_BY_TYPE: dict[str, frozenset[str]] = {
+    "LIMIT": frozenset({"base_amount", "limit_price", "post_only"}),
+    "STOP_LIMIT": frozenset({"base_amount", "limit_price", "stop_price", "stop_operator"}),
+    "STOP_MARKET": frozenset({"base_amount", "stop_price", "stop_operator"}),
+    "MARKET": frozenset({"base_amount", "quote_amount"}),
+}
+COMMON_FIELDS = frozenset({"pair", "order_type", "order_side", "wallet_type", "client_order_id"})
+# client_order_id: the docs give no limit; the sandbox refuses above 64 characters (stricter).
+MAX_CLIENT_ORDER_ID = 64
 INTERVALS = ("1", "5", "15", "30", "60", "240", "1D")
 ORDER_FIELDS = (
     "pair",
@@ -56,27 +82,90 @@ def _bool_param(request: web.Request, name: str) -> bool:
 
 
 def _pair_param(request: web.Request, exchange: Exchange) -> str:
+    """Missing or unknown pair: 400 BAD_REQUEST (API-NOTES); malformed symbol: 1010 INVALID_PAIR."""
     pair = request.query.get("pair")
     if not pair:
         raise Reject(400, "BAD_REQUEST", "pair is required")
+    if not PAIR_TEXT.fullmatch(pair):
+        raise Reject(400, "1010", "invalid pair")
     if pair not in {p.name for p in exchange.pairs()}:
         raise Reject(400, "BAD_REQUEST", f"unknown pair {pair[:32]}")
     return pair
 
 
-def _amount(body: Mapping[str, Any], name: str, code: str) -> Decimal | None:
-    value = body.get(name)
-    if value is None or value == "":
+def _currency_param(request: web.Request, name: str, exchange: Exchange) -> str | None:
+    """Malformed currency code: 1012 INVALID_CURRENCY; well-formed but unknown: 1020."""
+    code = request.query.get(name)
+    if code is None or code == "":
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise Reject(400, code, f"{name} must be a decimal string")
+    if not CURRENCY_TEXT.fullmatch(code) or len(code) > 16:
+        raise Reject(400, "1012", f"invalid currency in {name}")
+    if code not in {c.code for c in exchange.currencies()}:
+        raise Reject(400, "1020", f"currency {code} not found")
+    return code
+
+
+def _amount(body: Mapping[str, Any], name: str, code: str) -> Decimal | None:
+    if name not in body:
+        return None
+    value = body[name]
+    if not isinstance(value, str):
+        raise Reject(400, "1002", f"{name} must be a decimal string")
+    if not DECIMAL_TEXT.fullmatch(value) or len(value) > 40:
+        raise Reject(400, "1002", f"{name} must be a plain decimal string")
     try:
-        parsed = Decimal(value) if not isinstance(value, Decimal) else value
-    except InvalidOperation:
+        parsed = Decimal(value)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
         raise Reject(400, code, f"{name} is not a number") from None
-    if not parsed.is_finite() or abs(parsed.adjusted()) > 30:
-        raise Reject(400, code, f"{name} is out of range")
+    if not parsed > 0:
+        raise Reject(400, code, f"{name} must be positive")
     return parsed
+
+
+def _check_order_body(body: Mapping[str, Any]) -> None:
+    """The docs' body rules, before the engine sees anything (status 400 unless noted)."""
+    for name in body:
+        if name not in ORDER_FIELDS:
+            raise Reject(422, "VALIDATION_ERROR", f"unknown field {str(name)[:32]}")
+    for name in ("pair", "order_type", "order_side", "wallet_type"):
+        if name not in body or body[name] in (None, ""):
+            raise Reject(400, "1001", f"field {name} is required")
+    for name in ("pair", "order_type", "order_side", "wallet_type", "stop_operator"):
+        if name in body and not isinstance(body[name], str):
+            raise Reject(400, "1002", f"{name} must be text")
+    if not PAIR_TEXT.fullmatch(body["pair"]):
+        raise Reject(400, "1010", "invalid pair")
+    kind = body["order_type"]
+    if kind not in REQUIRED_BY_TYPE:
+        raise Reject(400, "1006", "invalid order type")
+    if body["order_side"] not in SIDES:
+        raise Reject(400, "1007", "invalid order side")
+    if body["wallet_type"] not in BODY_WALLET_TYPES:
+        raise Reject(400, "1002", "invalid wallet type")
+    for name in body:
+        if name not in COMMON_FIELDS and name not in ALLOWED_BY_TYPE[kind]:
+            raise Reject(400, "1002", f"field {name} is not allowed for {kind} orders")
+    for name in REQUIRED_BY_TYPE[kind]:
+        if name not in body or body[name] in (None, ""):
+            raise Reject(400, "1001", f"field {name} is required")
+    if kind == "MARKET":
+        has_base, has_quote = "base_amount" in body, "quote_amount" in body
+        if has_base and has_quote:
+            raise Reject(400, "1002", "give base_amount or quote_amount, not both")
+        buy = SIDES[body["order_side"]] == "BUY"
+        needed = "quote_amount" if buy else "base_amount"
+        if needed not in body:
+            raise Reject(400, "1001", f"field {needed} is required")
+    if "stop_operator" in body and body["stop_operator"] not in ("GTE", "LTE"):
+        raise Reject(400, "1009", "stop_operator must be GTE or LTE")
+    if "post_only" in body and not isinstance(body["post_only"], bool):
+        raise Reject(400, "1002", "post_only must be a boolean")
+    if "client_order_id" in body:
+        coid = body["client_order_id"]
+        if not isinstance(coid, str) or not coid:
+            raise Reject(400, "1002", "client_order_id must be non-empty text")
+        if len(coid) > MAX_CLIENT_ORDER_ID:
+            raise Reject(400, "1002", f"client_order_id is longer than {MAX_CLIENT_ORDER_ID}")
 
 
 class RestApi:
@@ -87,12 +176,15 @@ class RestApi:
         clock: Callable[[], float],
         on_change: Callable[[], None],
         count_auth: Callable[[], None],
+        *,
+        order_extra_fields: bool = False,
     ) -> None:
         self.exchange = exchange
         self.authority = authority
         self.clock = clock
         self.on_change = on_change
         self.count_auth = count_auth
+        self.order_extra_fields = order_extra_fields
 
     def routes(self) -> list[web.RouteDef]:
         get, base = web.get, "/api/v3"
@@ -133,7 +225,10 @@ class RestApi:
 
     async def auth(self, request: web.Request) -> web.StreamResponse:
         self.count_auth()
-        body = _json_body(await request.read())
+        try:
+            body = _json_body(await request.read())
+        except Reject:
+            raise Reject(422, "VALIDATION_ERROR", "body must be a JSON object") from None
         return reply(self.authority.issue(body.get("api_key"), body.get("api_secret")))
 
     async def time(self, request: web.Request) -> web.StreamResponse:
@@ -147,7 +242,8 @@ class RestApi:
         return reply([{"short_name": c.code, "sign": c.sign} for c in self.exchange.currencies()])
 
     async def pairs(self, request: web.Request) -> web.StreamResponse:
-        c1, c2 = request.query.get("currency1"), request.query.get("currency2")
+        c1 = _currency_param(request, "currency1", self.exchange)
+        c2 = _currency_param(request, "currency2", self.exchange)
         return reply(
             [
                 render.pair(p)
@@ -212,12 +308,17 @@ class RestApi:
     async def orders(
         self, request: web.Request, account: SandboxAccount, _: bytes
     ) -> web.StreamResponse:
-        return reply([render.order(o) for o in self.exchange.orders(account.account_id, 100)])
+        extra = self.order_extra_fields
+        return reply(
+            [render.order(o, extra=extra) for o in self.exchange.orders(account.account_id, 100)]
+        )
 
     async def account_trades(
         self, request: web.Request, account: SandboxAccount, _: bytes
     ) -> web.StreamResponse:
         pair = request.query.get("pair") or None
+        if pair is not None and not PAIR_TEXT.fullmatch(pair):
+            raise Reject(400, "1010", "invalid pair")
         side = request.query.get("side") or None
         if side is not None and side not in ("BUY", "SELL"):
             raise Reject(400, "1007", "side must be BUY or SELL")
@@ -245,35 +346,19 @@ class RestApi:
         self, request: web.Request, account: SandboxAccount, raw: bytes
     ) -> web.StreamResponse:
         body = _json_body(raw)
-        for name in body:
-            if name not in ORDER_FIELDS:
-                raise Reject(400, "VALIDATION_ERROR", f"unknown field {str(name)[:32]}")
-        for name in (
-            "pair",
-            "order_type",
-            "order_side",
-            "wallet_type",
-            "stop_operator",
-            "client_order_id",
-        ):
-            if body.get(name) is not None and not isinstance(body[name], str):
-                raise Reject(400, "1002", f"{name} must be text")
-        post_only = body.get("post_only", False)
-        if not isinstance(post_only, bool):
-            raise Reject(400, "1002", "post_only must be a boolean")
-        side = SIDES.get(str(body.get("order_side", "")).upper(), str(body.get("order_side", "")))
+        _check_order_body(body)
         req = OrderRequest(
-            pair=str(body.get("pair") or ""),
-            order_type=str(body.get("order_type") or ""),
-            side=side,
-            wallet_type=str(body.get("wallet_type") or "SPOT"),
+            pair=body["pair"],
+            order_type=body["order_type"],
+            side=SIDES[body["order_side"]],
+            wallet_type=body["wallet_type"],
             base_amount=_amount(body, "base_amount", "1003"),
             quote_amount=_amount(body, "quote_amount", "1003"),
             limit_price=_amount(body, "limit_price", "1004"),
             stop_price=_amount(body, "stop_price", "1009"),
             stop_operator=body.get("stop_operator") or None,
             client_order_id=body.get("client_order_id") or None,
-            post_only=post_only,
+            post_only=body.get("post_only", False),
         )
         try:
             order_id = self.exchange.place_order(account.account_id, req, self.clock())
@@ -298,15 +383,21 @@ class RestApi:
                     or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
                 ):
                     raise Reject(400, "1002", "order_ids must be a list of integers")
+                if len(ids) > 1000:
+                    raise Reject(400, "1002", "at most 1000 order_ids")
                 result = self.exchange.cancel_orders(account.account_id, ids, now)
+                if all(v != "CANCELLED" for v in result.values()):
+                    # nothing of the request could be cancelled: 1011 ORDER_NOT_FOUND (the
+                    # per-id map is the answer when at least one order was cancelled)
+                    raise Reject(400, "1011", "order not found")
                 return reply({str(k): v for k, v in result.items()})
             if modes[0] == "all":
                 if body["all"] is not True:
                     raise Reject(400, "1002", "all must be true")
                 self.exchange.cancel_all(account.account_id, None, now)
             else:
-                if not isinstance(body["pair"], str):
-                    raise Reject(400, "1002", "pair must be text")
+                if not isinstance(body["pair"], str) or not PAIR_TEXT.fullmatch(body["pair"]):
+                    raise Reject(400, "1010", "invalid pair")
                 self.exchange.cancel_all(account.account_id, body["pair"], now)
             return web.Response(status=202)
         finally:

@@ -78,7 +78,14 @@ class Sandbox:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._errors, self._faults], client_max_size=64 * 1024)
-        api = RestApi(self.exchange, self.authority, self.clock, self._publish, self._count_auth)
+        api = RestApi(
+            self.exchange,
+            self.authority,
+            self.clock,
+            self._publish,
+            self._count_auth,
+            order_extra_fields=self.config.extensions.order_extra_fields,
+        )
         app.add_routes(api.routes())
         app.add_routes(
             [
@@ -88,6 +95,7 @@ class Sandbox:
                 web.post("/admin/drop-ws", self._drop_ws),
                 web.post("/admin/market/step", self._market_step),
                 web.post("/admin/inject-ws", self._inject_ws),
+                web.put("/admin/keys/{api_key}", self._put_key_state),
             ]
         )
         return app
@@ -106,7 +114,8 @@ class Sandbox:
         except web.HTTPMethodNotAllowed:
             return error(405, "METHOD_NOT_ALLOWED", "method not allowed")
         except web.HTTPNotFound:
-            return error(404, "NOT_FOUND", "not found")
+            # live ALP answers an unknown path like a private call without a token (API-NOTES)
+            return error(401, "UNAUTHORIZED", "missing or invalid Authorization header")
         except web.HTTPRequestEntityTooLarge:
             return error(400, "1002", "body too large")
         except web.HTTPException:
@@ -122,6 +131,8 @@ class Sandbox:
             return await handler(request)
         self.stats.rest_requests[(request.method, path)] += 1
         self.stats.request_log.append((time.monotonic(), request.method, path))
+        if not _accepts_json(request.headers.get("Accept")):
+            return error(406, "NOT_ACCEPTABLE", "only application/json is served")
         faults = self.faults
         delayed = faults.delays(path)
         if faults.delay_s and delayed:
@@ -158,6 +169,19 @@ class Sandbox:
         except (ValueError, TypeError) as exc:
             return error(400, "VALIDATION_ERROR", str(exc))
         return web.json_response(self.faults.public())
+
+    async def _put_key_state(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = json.loads(await request.read())
+            state = body.get("state") if isinstance(body, dict) else None
+            self.set_key_state(request.match_info["api_key"], str(state))
+        except (ValueError, TypeError) as exc:
+            return error(400, "VALIDATION_ERROR", str(exc))
+        return web.json_response({"state": state})
+
+    def set_key_state(self, api_key: str, state: str) -> None:
+        """`active`, `deleted`, `inactive` or `ip_not_allowed` (see gateway.sandbox.auth)."""
+        self.authority.set_key_state(api_key, state)
 
     async def _drop_ws(self, request: web.Request) -> web.StreamResponse:
         return reply({"dropped": await self.drop_ws_connections()})
@@ -233,6 +257,17 @@ class Sandbox:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _accepts_json(accept: str | None) -> bool:
+    """406 Not Acceptable unless the Accept header (if any) admits JSON."""
+    if not accept:
+        return True
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ("*/*", "application/*", "application/json") or media.endswith("+json"):
+            return True
+    return False
 
 
 async def serve(config: SandboxConfig, host: str, port: int) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -17,11 +18,12 @@ from gateway.sandbox.auth import Authority
 from gateway.sandbox.config import SandboxConfig
 from gateway.sandbox.engine import BookEvent, Event, Exchange, OrderEvent, TradeEvent, WalletEvent
 from gateway.sandbox.faults import SandboxStats
-from gateway.sandbox.render import order_frame
+from gateway.sandbox.render import order_frame, wallet
 from gateway.sandbox.wire import Reject, dumps
 
 log = logging.getLogger(__name__)
 CHANNELS = ("ticker", "trade", "diff", "market_depth", "rates")
+PAIR_TEXT = re.compile(r"[A-Z0-9]+_[A-Z0-9]+")  # symbols are upper case only
 
 
 def _s(value: Decimal) -> str:
@@ -163,47 +165,61 @@ class WsHub:
             try:
                 account = self.authority.verify(f"Bearer {token}")
             except Reject as exc:
-                client.send(self._error(exc.message, frame))
+                # never echo the token back: the error names the command, not its argument
+                client.send(self._error(exc.message, "auth"))
             else:
                 client.account_id = account.account_id
-                client.send(json.dumps(["auth", int(self.clock()), "ok"]))
+                if self.config.extensions.ws_auth_ack:
+                    client.send(json.dumps(["auth", int(self.clock()), "ok"]))
         else:
-            client.send(self._error(f"Unknown command: {command[:40]}", frame))
+            client.send(self._error("Unknown command", command[:40]))
         return True
 
-    def _error(self, message: str, command: list[Any] | None = None) -> str:
+    def _error(self, message: str, command: str | None = None) -> str:
+        """`["error", ts, message]` (docs) or `["error", ts, message, command]` (live)."""
         frame: list[Any] = ["error", int(self.clock()), message]
         if command is not None:
             frame.append(command)
         return json.dumps(frame)
 
-    def _valid_topic(self, topic: str) -> bool:
-        channel, _, pair = topic.partition(".")
-        if channel not in CHANNELS:
-            return False
+    def _topic_problem(self, topic: Any) -> str | None:
+        """None if `topic` can be subscribed; else the error frame ALP sends for it.
+
+        A malformed topic gets the live `["error", ts, "Invalid topic: X", "subscribe"]`; a
+        well-formed topic naming no listed pair gets the docs' `["error", ts, "Topic does not
+        exist"]` (which names neither topic nor command).
+        """
+        if not isinstance(topic, str):
+            return self._error("Invalid topic", "subscribe")
+        channel, dot, pair = topic.partition(".")
+        shown = topic[:60]
+        if not dot or channel not in CHANNELS:
+            return self._error(f"Invalid topic: {shown}", "subscribe")
         if pair == "*":
-            return channel in ("ticker", "trade", "rates")
-        return pair in self._pairs and channel != "rates"
+            ok = channel in ("ticker", "trade", "rates")
+            return None if ok else self._error(f"Invalid topic: {shown}", "subscribe")
+        if channel == "rates" or not PAIR_TEXT.fullmatch(pair):
+            return self._error(f"Invalid topic: {shown}", "subscribe")
+        return None if pair in self._pairs else self._error("Topic does not exist")
 
     def _subscribe(self, client: Client, topics: list[Any], frame: list[Any]) -> None:
-        accepted = []
+        """All or nothing, as live: one refused topic (or one too many) applies none of the frame."""
         for topic in topics:
-            if not isinstance(topic, str) or not self._valid_topic(topic):
-                client.send(self._error(f"Invalid topic: {str(topic)[:60]}", ["subscribe", topic]))
-                continue
-            if topic in client.topics:
-                accepted.append(topic)
-                continue
-            if len(client.topics) >= self.quirks.max_topics_per_connection:
-                client.send(self._error("Too many topics", ["subscribe", topic]))
-                continue
+            problem = self._topic_problem(topic)
+            if problem is not None:
+                client.send(problem)
+                return
+        fresh = [t for t in dict.fromkeys(topics) if t not in client.topics]
+        if len(client.topics) + len(fresh) > self.quirks.max_topics_per_connection:
+            client.send(self._error("Too many topics", "subscribe"))
+            return
+        for topic in fresh:
             client.topics.add(topic)
             self.stats.ws_subscribe_commands[topic] += 1
-            accepted.append(topic)
-        if accepted:
-            client.send(json.dumps(["subscribe", int(self.clock()), *accepted]))
+        if topics:
+            client.send(json.dumps(["subscribe", int(self.clock()), *topics]))
         if self.quirks.depth_snapshot_on_subscribe:
-            for topic in accepted:
+            for topic in topics:
                 if topic.startswith("market_depth."):
                     client.send(self._depth_frame(topic.partition(".")[2]))
 
@@ -258,7 +274,7 @@ class WsHub:
                         "w",
                         now,
                         event.currency,
-                        event.wallet_type,
+                        wallet(event.wallet_type),
                         "",
                         _s(event.balance),
                         _s(event.reserve),
@@ -281,8 +297,9 @@ class WsHub:
                     "Asks": [[_s(p), _s(a)] for p, a in view.sell],
                     "Bids": [[_s(p), _s(a)] for p, a in view.buy],
                     "Symbol": pair,
-                    "TotalAsks": _s(sum((p * a for p, a in view.sell), Decimal(0))),
-                    "TotalBids": _s(sum((p * a for p, a in view.buy), Decimal(0))),
+                    # sums of the sizes shown (docs example and live probe), not of p x size
+                    "TotalAsks": _s(sum((a for _, a in view.sell), Decimal(0))),
+                    "TotalBids": _s(sum((a for _, a in view.buy), Decimal(0))),
                 },
             ]
         )
