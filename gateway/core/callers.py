@@ -8,32 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from gateway.core.authz import SCOPES, Rule, channel_rule, method_rule
 from gateway.errors import PermissionDenied, Unauthenticated
-
-SCOPES: Final = frozenset({"market", "account:read", "trade", "admin"})
-
-# Service (or full method) -> scope it needs. Longest key wins; methods not listed are open only
-# when their service is listed as None (health, reflection).
-METHOD_SCOPES: Final[Mapping[str, str | None]] = {
-    "/alp.v3.MarketDataService/": "market",
-    "/alp.v3.AccountService/": "account:read",
-    "/alp.v3.TradingService/": "trade",
-    "/alp.v3.StreamService/": "market",
-    "/alp.v3.StreamService/StreamOrderUpdates": "account:read",
-    "/alp.v3.StreamService/StreamWalletUpdates": "account:read",
-    "/alp.v3.GatewayService/": "admin",
-    "/grpc.health.v1.Health/": None,
-    "/grpc.reflection.v1alpha.ServerReflection/": None,
-    "/grpc.reflection.v1.ServerReflection/": None,
-}
-# Methods that act on an ALP account and therefore check the caller's account list.
-ACCOUNT_SCOPED_PREFIXES: Final = (
-    "/alp.v3.AccountService/",
-    "/alp.v3.TradingService/",
-    "/alp.v3.StreamService/StreamOrderUpdates",
-    "/alp.v3.StreamService/StreamWalletUpdates",
-    "/alp.v3.StreamService/Subscribe",
-)
 
 
 @dataclass(frozen=True)
@@ -95,29 +71,27 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def required_scope(method: str) -> str | None:
-    """Scope `method` (e.g. "/alp.v3.TradingService/PlaceOrder") needs; None = open.
-
-    Unknown methods need "admin", so a new service is closed until it is listed here.
-    """
-    best: str | None = None
-    for key in METHOD_SCOPES:
-        if method.startswith(key) and (best is None or len(key) > len(best)):
-            best = key
-    if best is None:
-        return "admin"
-    return METHOD_SCOPES[best]
-
-
 def authorize(caller: Caller, method: str, account: str | None) -> None:
-    scope = required_scope(method)
-    if scope is not None and scope not in caller.scopes:
+    """Raise PermissionDenied unless the table grants `method` to `caller` with `account`."""
+    _check(caller, method_rule(method), method, account)
+
+
+def authorize_channel(caller: Caller, channel: str, account: str | None) -> None:
+    """Raise PermissionDenied unless the table grants Subscribe `channel` to `caller`."""
+    _check(caller, channel_rule(channel), f"Subscribe channel {channel}", account)
+
+
+def _check(caller: Caller, rule: Rule | None, what: str, account: str | None) -> None:
+    if rule is None:
+        raise PermissionDenied(f"{what} is not in the authorization table: denied")
+    if rule.scope is not None and rule.scope not in caller.scopes:
         raise PermissionDenied(
-            f"caller {caller.name!r} lacks scope {scope!r} for {method}", scope=scope
+            f"caller {caller.name!r} lacks scope {rule.scope!r} for {what}", scope=rule.scope
         )
-    scoped = account is not None and method.startswith(ACCOUNT_SCOPED_PREFIXES)
-    if scoped and account is not None and not caller.may_use(account):
-        raise PermissionDenied(f"caller {caller.name!r} may not use ALP account {account!r}")
+    if rule.account and (account is None or not caller.may_use(account)):
+        raise PermissionDenied(
+            f"caller {caller.name!r} may not use ALP account {account!r} for {what}"
+        )
 
 
 def parse_scopes(values: Iterable[str], setting: str) -> frozenset[str]:

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from gateway.core.authz import SUBSCRIBE, method_rule
 from gateway.core.callers import (
     DEV_CALLER,
     Caller,
     CallerRegistry,
     authorize,
+    authorize_channel,
     bearer_token,
-    required_scope,
 )
-from gateway.errors import Unauthenticated
+from gateway.errors import CallerError, PermissionDenied, Unauthenticated
 from gateway.rpc.call import ACCOUNT_HEADER, caller_var, metadata_value
 
 log = logging.getLogger(__name__)
+
+# The caller the gate let in, for handlers that authorize per item (Subscribe channels).
+caller_identity_var: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
+    "caller_identity", default=None
+)
 
 if TYPE_CHECKING:
     Context = grpc.aio.ServicerContext[Any, Any]
@@ -60,10 +67,42 @@ class CallerGate:
         )
 
     def __call__(self, method: str, context: Context) -> Caller | None:
-        if required_scope(method) is None:
+        rule = method_rule(method)
+        if rule is not None and rule.open:
             return None  # health and reflection are open so probes and grpcurl work
-        caller = self.identify(context)
         account = metadata_value(context, ACCOUNT_HEADER) or self._default_account
-        authorize(caller, method, account)
+        caller: Caller | None = None
+        try:
+            caller = self.identify(context)
+            authorize(caller, method, account)  # not in the table: denied
+        except CallerError as exc:
+            log_refusal(caller, method, account, exc)
+            raise
         caller_var.set(caller.name)
+        caller_identity_var.set(caller)
         return caller
+
+
+def authorize_subscribe_channel(channel: str, account: str) -> None:
+    """Subscribe: refuse `channel` unless the table grants it to the caller the gate let in."""
+    caller = caller_identity_var.get()
+    try:
+        if caller is None:  # no gate ran for this call: nothing is granted
+            raise PermissionDenied(f"Subscribe channel {channel}: no authenticated caller")
+        authorize_channel(caller, channel, account)
+    except PermissionDenied as exc:
+        log_refusal(caller, SUBSCRIBE, account, exc)
+        raise
+
+
+def log_refusal(caller: Caller | None, method: str, account: str, exc: CallerError) -> None:
+    """One audit line per refused call: who, which RPC, which ALP account, why."""
+    name = caller.name if caller is not None else "(unauthenticated)"
+    log.warning(
+        "refused caller=%s rpc=%s account=%r reason=%s",
+        name,
+        method,
+        account[:64],
+        exc,
+        extra={"caller": name, "rpc_method": method, "account": account[:64]},
+    )

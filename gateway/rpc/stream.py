@@ -19,6 +19,7 @@ from gateway.exchange.upstream import Upstream
 from gateway.exchange.ws_public import PublicFeed
 from gateway.rpc import stream_encode as enc
 from gateway.rpc.call import ACCOUNT_HEADER, metadata_value
+from gateway.rpc.caller_auth import authorize_subscribe_channel
 from gateway.rpc.delivery import Delivery, Policy
 from gateway.rpc.servicer_base import Context
 from gateway.rpc.stream_hub import StreamHub, Target
@@ -214,6 +215,7 @@ class StreamServicer:
 
     # -- Subscribe ------------------------------------------------------------------------------
     async def Subscribe(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+        self._authorize_channels(request, context)
         wants, books = self._subscribe_plan(request, context)
         delivery = self._delivery("subscribe", Policy.LOSSLESS)
         streams: list[tuple[BookKeeper, BookStream]] = []
@@ -230,6 +232,18 @@ class StreamServicer:
             async with self._serving(delivery, wants):
                 async for message in delivery.messages():
                     yield message
+
+    def _authorize_channels(self, request: Any, context: Context) -> None:
+        """Every requested channel must be granted by the table before anything is subscribed."""
+        account = metadata_value(context, ACCOUNT_HEADER) or self._upstream.default_account
+        for channel in dict.fromkeys(topic.channel for topic in request.topics):
+            if channel == stream_pb2.CHANNEL_UNSPECIFIED:
+                continue  # a malformed topic, not a permission question: INVALID_ARGUMENT below
+            try:
+                name = stream_pb2.Channel.Name(channel)
+            except ValueError:
+                name = f"#{channel}"  # not in this proto, so not in the table: denied
+            authorize_subscribe_channel(name, account)
 
     def _subscribe_plan(
         self, request: Any, context: Context

@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.core.authz import method_rule
 from gateway.core.callers import (
     Caller,
     CallerRegistry,
     authorize,
     bearer_token,
     parse_scopes,
-    required_scope,
     token_digest,
 )
 from gateway.errors import PermissionDenied, Unauthenticated
@@ -31,11 +31,20 @@ DESK = Caller("desk", frozenset({"market", "account:read", "trade"}), frozenset(
         ("/alp.v3.StreamService/StreamOrderUpdates", "account:read"),
         ("/alp.v3.StreamService/StreamWalletUpdates", "account:read"),
         ("/grpc.health.v1.Health/Check", None),
-        ("/some.Unknown/Method", "admin"),
     ],
 )
 def test_required_scope(method: str, scope: str | None) -> None:
-    assert required_scope(method) == scope
+    rule = method_rule(method)
+    assert rule is not None and rule.scope == scope
+
+
+def test_unknown_methods_are_denied_to_everyone() -> None:
+    assert method_rule("/some.Unknown/Method") is None
+    everything = Caller(
+        "all", frozenset({"market", "account:read", "trade", "admin"}), frozenset("*")
+    )
+    with pytest.raises(PermissionDenied, match="not in the authorization table"):
+        authorize(everything, "/some.Unknown/Method", "desk-a")
 
 
 def test_scopes_and_accounts_are_enforced() -> None:
