@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,8 +13,9 @@ from decimal import Decimal
 from typing import Protocol
 
 from gateway.core import rest_parsing, rest_requests, ws_events
+from gateway.core.backoff import backoff_delay
 from gateway.core.orderbook import BookInconsistent, OrderBook
-from gateway.errors import UpstreamError
+from gateway.errors import GatewayError, RateLimited
 from gateway.exchange.upstream import Upstream
 from gateway.exchange.ws_public import RECONNECTING, RESYNCED, PublicFeed
 
@@ -55,17 +58,24 @@ class BookKeeper:
         upstream: Upstream,
         *,
         request_timeout_s: float = 5.0,
+        retry_base_s: float = 0.2,
+        retry_cap_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.pair = pair
         self.book = OrderBook(pair)
         self._feed = feed
         self._upstream = upstream
         self._timeout = request_timeout_s
+        self._retry_base = retry_base_s
+        self._retry_cap = retry_cap_s
         self._clock = clock
+        self._rand = rand
         self._watchers: set[BookWatcher] = set()
         self._seeded = asyncio.Event()
         self._resync_task: asyncio.Task[None] | None = None
+        self._stopped = False
         self._truncated_bids = False
         self._truncated_asks = False
         self._resyncing = False
@@ -84,8 +94,13 @@ class BookKeeper:
         self._schedule_resnapshot(resync=False)
 
     async def stop(self) -> None:
-        if self._resync_task is not None:
-            self._resync_task.cancel()
+        self._stopped = True  # a RESYNCED arriving while we wait below must not start a new task
+        task, self._resync_task = self._resync_task, None
+        if task is not None:
+            task.cancel()
+            # Awaited so that nothing of this keeper outlives stop().
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for topic in self.topics:
             await self._feed.remove(topic, self)
 
@@ -157,44 +172,72 @@ class BookKeeper:
         self.stats.diffs_ignored_deep += len(deltas) - len(kept)
         return kept
 
-    def _inconsistent(self, reason: str) -> None:
+    def _record_inconsistency(self, reason: str) -> None:
         self.stats.inconsistencies += 1
         self.stats.reasons = [*self.stats.reasons[-9:], reason]
+
+    def _inconsistent(self, reason: str) -> None:
+        self._record_inconsistency(reason)
         log.warning("book %s inconsistent (%s); resnapshotting", self.pair, reason)
         self._schedule_resnapshot()
 
     def _schedule_resnapshot(self, *, resync: bool = True) -> None:
         self._resyncing = True
+        if self._stopped:
+            return
         if self._resync_task is None or self._resync_task.done():
             self._resync_task = asyncio.get_running_loop().create_task(
                 self._resnapshot(resync=resync)
             )
 
     async def _resnapshot(self, *, resync: bool) -> None:
+        """Until a good snapshot lands. Every failure is retried with backoff: a task that died here
+        would leave the book frozen (frames ignored while resyncing) until the next reconnect."""
         self._resyncing = True
         attempt = 0
         while True:
             try:
-                # Straight to the client: a resync must not be answered from the micro-cache.
-                payload = await self._upstream.client.call(
-                    rest_requests.order_book(self.pair),
-                    deadline=self._clock() + self._timeout,
-                )
-                snapshot = rest_parsing.parse_order_book(payload)
+                bids, asks = await self._fetch_snapshot()
                 break
-            except UpstreamError as exc:
+            except Exception as exc:  # not CancelledError (a BaseException): stop() must win
+                delay = backoff_delay(
+                    attempt, base=self._retry_base, cap=self._retry_cap, rand=self._rand()
+                )
+                if isinstance(exc, RateLimited):  # sooner only earns another refusal
+                    delay = max(delay, exc.retry_after)
                 attempt += 1
-                log.warning("book %s: snapshot failed (%s); retrying", self.pair, exc)
-                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
-        bids = [(level.price, level.amount) for level in snapshot.buy]
-        asks = [(level.price, level.amount) for level in snapshot.sell]
-        self.book.reset(bids, asks)
+                if isinstance(exc, BookInconsistent):
+                    self._record_inconsistency(exc.reason)
+                log.warning(
+                    "book %s: snapshot attempt %d failed (%s: %s); retrying in %.2f s",
+                    self.pair,
+                    attempt,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                    # expected failures carry their reason; anything else is a bug: keep the trace
+                    exc_info=not isinstance(exc, GatewayError | BookInconsistent),
+                )
+                await asyncio.sleep(delay)
         self._truncated_bids = len(bids) >= ALP_BOOK_LEVELS
         self._truncated_asks = len(asks) >= ALP_BOOK_LEVELS
         self.stats.seeds += 1
         self._resyncing = False
         self._seeded.set()
         self._publish(resync=resync, time_s=None)
+
+    async def _fetch_snapshot(self) -> tuple[list[Level], list[Level]]:
+        """GET /orderbook into the book; raises (book unchanged) when it cannot or it is crossed."""
+        # Straight to the client: a resync must not be answered from the micro-cache.
+        payload = await self._upstream.client.call(
+            rest_requests.order_book(self.pair),
+            deadline=self._clock() + self._timeout,
+        )
+        snapshot = rest_parsing.parse_order_book(payload)
+        bids = [(level.price, level.amount) for level in snapshot.buy]
+        asks = [(level.price, level.amount) for level in snapshot.sell]
+        self.book.reset(bids, asks)  # validates before it changes anything
+        return bids, asks
 
     def _publish(self, *, resync: bool, time_s: Decimal | None) -> None:
         for watcher in tuple(self._watchers):
