@@ -110,14 +110,11 @@ class WsConnection:
     async def _run(self) -> None:
         attempt = 0
         while not self._closing:
+            handshaking = True
             try:
-                async with self._session.ws_connect(
-                    self._settings.url,
-                    autoping=False,  # answered below so that pings count as liveness
-                    heartbeat=None,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
-                    max_msg_size=16 * 1024 * 1024,
-                ) as ws:
+                ws = await self._connect()
+                handshaking = False
+                async with ws:
                     self._ws = ws
                     self.stats.connects += 1
                     self.last_frame_at = time.monotonic()
@@ -128,7 +125,14 @@ class WsConnection:
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                log.warning("ws %s: connection failed: %s", self.name, type(exc).__name__)
+                if handshaking and isinstance(exc, TimeoutError):
+                    log.warning(
+                        "ws %s: no handshake within %.1f s; retrying",
+                        self.name,
+                        self._settings.connect_timeout_s,
+                    )
+                else:
+                    log.warning("ws %s: connection failed: %s", self.name, type(exc).__name__)
             except Exception:
                 log.exception("ws %s: unexpected error; reconnecting", self.name)
             finally:
@@ -148,6 +152,19 @@ class WsConnection:
             )
             attempt += 1
             await asyncio.sleep(delay)
+
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        """DNS, TCP, TLS and the HTTP upgrade within `connect_timeout_s`: a peer that accepts and
+        never answers would otherwise hold this connection (and its topics) for the session's
+        5-minute default. TimeoutError lets the loop back off and try again."""
+        async with asyncio.timeout(self._settings.connect_timeout_s):
+            return await self._session.ws_connect(
+                self._settings.url,
+                autoping=False,  # answered in _read so that pings count as liveness
+                heartbeat=None,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
+                max_msg_size=16 * 1024 * 1024,
+            )
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         stale = self._settings.stale_after_s
