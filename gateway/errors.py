@@ -16,7 +16,10 @@
     ├── OrderOutcomeUnknown      PlaceOrder failed ambiguously and reconciliation could not decide
     ├── StreamError
     │   ├── SlowConsumer         a lossless stream overflowed its queue   -> RESOURCE_EXHAUSTED
-    │   └── Draining             the gateway is shutting down             -> UNAVAILABLE
+    │   ├── Draining             the gateway is shutting down             -> UNAVAILABLE
+    │   ├── TopicRefused         ALP refused a topic: unlisted pair       -> NOT_FOUND
+    │   │                        or malformed topic                       -> INVALID_ARGUMENT
+    │   └── PrivateLoginRefused  ALP keeps refusing the account's WS login -> UNAUTHENTICATED
     ├── RateLimited              the client-side limiter has no headroom  -> RESOURCE_EXHAUSTED
     └── AuditUnavailable         the audit trail cannot be written        -> UNAVAILABLE (no trading)
 
@@ -145,6 +148,28 @@ class SlowConsumer(StreamError):
 class Draining(StreamError):
     def __init__(self) -> None:
         super().__init__("gateway draining, reconnect")
+
+
+class TopicRefused(StreamError):
+    """ALP answered a subscribe with "Topic does not exist" (not_found) or "Invalid topic"."""
+
+    def __init__(self, topic: str, alp_message: str, *, not_found: bool) -> None:
+        what = "does not exist upstream" if not_found else "is not a valid ALP topic"
+        super().__init__(f"topic {topic[:80]} {what}: {alp_message[:200]}")
+        self.topic = topic
+        self.alp_message = alp_message
+        self.not_found = not_found
+
+
+class PrivateLoginRefused(StreamError):
+    """The account's WebSocket login was refused repeatedly (e.g. revoked or deleted key)."""
+
+    def __init__(self, account: str, alp_message: str) -> None:
+        super().__init__(
+            f"ALP refused the WebSocket login of account {account}: {alp_message[:200]}"
+        )
+        self.account = account
+        self.alp_message = alp_message
 
 
 class RateLimited(GatewayError):

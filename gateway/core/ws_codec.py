@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
-import orjson
+import msgspec
 
 from gateway.core import ws_events as ev
 from gateway.core.decimals import DecimalFormatError, parse_decimal
@@ -33,9 +33,12 @@ class CodecStats:
     extra_elements: int = 0
 
 
+# JSON numbers with a fraction or exponent decode straight from their text to Decimal (never via
+# a float); integers stay int. msgspec: ~0.8 us a trade frame vs orjson's 0.5 (which gives floats).
+_JSON: Final = msgspec.json.Decoder(float_hook=Decimal)
+
+
 def _dec(value: Any) -> Decimal:
-    if isinstance(value, float):  # orjson gives floats for JSON numbers: go through their text
-        value = repr(value)
     try:
         return parse_decimal(value)
     except DecimalFormatError as exc:
@@ -97,8 +100,9 @@ def _ack(f: list[Any]) -> ev.Ack:
 def _error(f: list[Any]) -> ev.ErrorFrame:
     _need(f, 3)
     command = f[3] if len(f) > 3 else None
-    echoed = tuple(str(c) for c in command) if isinstance(command, list) else None
-    return ev.ErrorFrame(_dec(f[1]), str(f[2]), echoed)
+    if isinstance(command, list) and command and isinstance(command[0], str):
+        return ev.ErrorFrame(_dec(f[1]), str(f[2]), command[0], tuple(str(t) for t in command[1:]))
+    return ev.ErrorFrame(_dec(f[1]), str(f[2]), command if isinstance(command, str) else None)
 
 
 def _tickers(f: list[Any]) -> ev.Tickers:
@@ -231,8 +235,8 @@ def decode_frame(text: str | bytes, stats: CodecStats | None = None) -> ev.WsEve
     if stripped == "2":
         return ev.TextPong()
     try:
-        frame = orjson.loads(stripped)
-    except (orjson.JSONDecodeError, ValueError):
+        frame = _JSON.decode(stripped)
+    except (msgspec.DecodeError, ValueError, RecursionError):
         return _count(stats, ev.Unknown("", "malformed JSON"), malformed=True)
     if not isinstance(frame, list) or not frame or not isinstance(frame[0], str):
         return _count(stats, ev.Unknown("", "not a [type, ...] array"), malformed=True)
@@ -261,21 +265,30 @@ def _count(stats: CodecStats | None, event: ev.Unknown, *, malformed: bool = Fal
     return event
 
 
-def _frames(command: str, topics: Sequence[str], max_bytes: int) -> list[str]:
-    frames: list[str] = []
+def chunk_topics(command: str, topics: Sequence[str], max_bytes: int) -> list[tuple[str, ...]]:
+    """Topics grouped so that each `[command, *topics]` frame stays within `max_bytes`."""
+    chunks: list[tuple[str, ...]] = []
     current: list[str] = []
     for topic in topics:
         if len(json.dumps([command, topic], separators=(",", ":")).encode()) > max_bytes:
             raise ValueError(f"topic {topic[:40]!r} alone exceeds {max_bytes} bytes")
         candidate = [*current, topic]
         if len(json.dumps([command, *candidate], separators=(",", ":")).encode()) > max_bytes:
-            frames.append(json.dumps([command, *current], separators=(",", ":")))
+            chunks.append(tuple(current))
             current = [topic]
         else:
             current = candidate
     if current:
-        frames.append(json.dumps([command, *current], separators=(",", ":")))
-    return frames
+        chunks.append(tuple(current))
+    return chunks
+
+
+def command_frame(command: str, topics: Sequence[str]) -> str:
+    return json.dumps([command, *topics], separators=(",", ":"))
+
+
+def _frames(command: str, topics: Sequence[str], max_bytes: int) -> list[str]:
+    return [command_frame(command, c) for c in chunk_topics(command, topics, max_bytes)]
 
 
 def subscribe_frames(topics: Sequence[str], max_bytes: int = MAX_FRAME_BYTES) -> list[str]:

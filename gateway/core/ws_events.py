@@ -25,9 +25,17 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class ErrorFrame:
+    """`["error", ts, message]` (docs), `["error", ts, message, "subscribe"]` (live) or
+    `["error", ts, message, ["subscribe", topic, ...]]` (an echo of the command).
+
+    `command` is the command the error answers when the frame names it; `topics` the topics of
+    an echoed command (live never echoes them: "Too many topics" names no topic).
+    """
+
     ts: Decimal
     message: str
-    command: tuple[str, ...] | None
+    command: str | None
+    topics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,8 +154,8 @@ class BookKeeper:
         elif state == RESYNCED:
             self._schedule_resnapshot()
 
-    def on_rejected(self, topic: str, message: str) -> None:
-        log.warning("book %s: upstream rejected %s: %s", self.pair, topic, message[:200])
+    def on_rejected(self, topic: str, error: GatewayError) -> None:
+        log.warning("book %s: upstream rejected %s: %s", self.pair, topic, error)
 
     # -- internals -------------------------------------------------------------------------------
     def _within_known(self, deltas: tuple[Level, ...], *, bid_side: bool) -> list[Level]:

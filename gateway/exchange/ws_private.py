@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import aiohttp
 
 from gateway.core import ws_codec, ws_events
-from gateway.errors import UpstreamError
+from gateway.core.backoff import reconnect_delay
+from gateway.core.ws_commands import ErrorKind, classify_error
+from gateway.errors import AuthFailed, PrivateLoginRefused
 from gateway.exchange.token_manager import TokenManager
 from gateway.exchange.ws_connection import WsConnection, WsSettings
 from gateway.exchange.ws_public import RECONNECTING, RESYNCED, SUBSCRIBED, FeedListener
@@ -18,14 +24,21 @@ from gateway.exchange.ws_public import RECONNECTING, RESYNCED, SUBSCRIBED, FeedL
 log = logging.getLogger(__name__)
 
 PRIVATE_TOPIC = "private"
+# ALP acknowledges a good `["auth", jwt]` with nothing; a refusal is an error frame. A login
+# counts as accepted when no refusal came within this grace, or as soon as a private frame arrives.
+AUTH_GRACE_S = 1.0
+# Consecutive refused logins (each with a freshly fetched token) before the consumers are told.
+MAX_REFUSALS = 3
 
 
 class PrivateFeed:
     """Opens on the first listener, closes after the last one leaves (after a linger).
 
     Authentication uses the account's shared TokenManager (the same token as REST): `["auth", jwt]`
-    after every (re)connect, and again shortly before the token expires so the socket never runs on
-    an expired token.
+    after every (re)connect and again shortly before the token expires. Consumers see SUBSCRIBED
+    (or RESYNCED) only once ALP did not refuse the login. A failing /auth or a refused login is
+    retried with backoff for as long as the socket is up; after MAX_REFUSALS refusals in a row the
+    consumers end with PrivateLoginRefused (UNAUTHENTICATED) instead of waiting silently.
     """
 
     def __init__(
@@ -37,7 +50,9 @@ class PrivateFeed:
         *,
         linger_s: float = 2.0,
         reauth_margin_s: float = 30.0,
+        auth_grace_s: float = AUTH_GRACE_S,
         clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.account = account
         self._session = session
@@ -45,14 +60,19 @@ class PrivateFeed:
         self._tokens = tokens
         self._linger_s = linger_s
         self._reauth_margin = reauth_margin_s
+        self._auth_grace_s = auth_grace_s
         self._clock = clock
+        self._rand = rand
         self._listeners: set[FeedListener] = set()
         self._conn: WsConnection | None = None
-        self._reauth_task: asyncio.Task[None] | None = None
-        self._close_task: asyncio.Task[None] | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._was_connected = False
         self._authed = False
+        self._auth_answer: asyncio.Future[str | None] | None = None
         self.auth_frames_sent = 0
+        self.login_refusals = 0
+        self.login_failures = 0  # /auth could not give a token
+        self.unsolicited_errors = 0
         self.codec_stats = ws_codec.CodecStats()
 
     @property
@@ -70,9 +90,7 @@ class PrivateFeed:
         return len(self._listeners)
 
     async def add(self, listener: FeedListener) -> None:
-        if self._close_task is not None:
-            self._close_task.cancel()
-            self._close_task = None
+        self._cancel("close")
         self._listeners.add(listener)
         if self._conn is None:
             self._conn = WsConnection(
@@ -85,25 +103,29 @@ class PrivateFeed:
                 codec_stats=self.codec_stats,
             )
             self._conn.start()
-            self._reauth_task = asyncio.get_running_loop().create_task(self._reauth_loop())
+            self._spawn("reauth", self._reauth_loop())
         elif self.is_live():
             listener.on_status(SUBSCRIBED, (PRIVATE_TOPIC,))
 
     async def remove(self, listener: FeedListener) -> None:
         self._listeners.discard(listener)
-        if not self._listeners and self._conn is not None and self._close_task is None:
-            self._close_task = asyncio.get_running_loop().create_task(self._close_later())
+        if not self._listeners and self._conn is not None and "close" not in self._tasks:
+            self._spawn("close", self._close_later())
 
     async def _close_later(self) -> None:
         await asyncio.sleep(self._linger_s)
-        self._close_task = None
         if not self._listeners:
             await self.close()
 
     async def close(self) -> None:
-        if self._reauth_task is not None:
-            self._reauth_task.cancel()
-            self._reauth_task = None
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks.values() if t is not current]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = {}
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.close()
@@ -112,51 +134,177 @@ class PrivateFeed:
         if self._conn is not None and self._conn._ws is not None:
             await self._conn._ws.close()
 
-    async def _authenticate(self, conn: WsConnection) -> bool:
-        try:
-            token = await self._tokens.token()
-        except UpstreamError as exc:
-            log.warning("private ws %s: cannot get a token: %s", self.account, type(exc).__name__)
-            return False
-        sent = await conn.send(ws_codec.auth_frame(token))
-        if sent:
-            self.auth_frames_sent += 1
-        return sent
+    # -- owned tasks -------------------------------------------------------------------------------
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        self._cancel(name)
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks[name] = task
+        task.add_done_callback(functools.partial(self._finished, name))
 
+    def _finished(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(name) is task:
+            del self._tasks[name]
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "private ws %s: %s task failed", self.account, name, exc_info=task.exception()
+            )
+
+    def _cancel(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    # -- login ---------------------------------------------------------------------------------------
     async def _connected(self, conn: WsConnection) -> None:
-        if not await self._authenticate(conn):
+        self._spawn("login", self._login(conn, renewing=False))
+
+    def _disconnected(self, conn: WsConnection) -> None:
+        self._authed = False
+        self._cancel("login")
+        self._resolve_auth(None)
+        for listener in tuple(self._listeners):
+            listener.on_status(RECONNECTING, (PRIVATE_TOPIC,))
+
+    async def _login(self, conn: WsConnection, *, renewing: bool) -> None:
+        """Send auth until ALP does not refuse it (or the socket goes); never gives up silently."""
+        attempt = 0
+        refusals = 0
+        while self._conn is conn and conn.connected.is_set():
+            refusal: str | None = None
+            try:
+                refusal = await self._attempt_login(conn)
+            except asyncio.CancelledError:
+                raise
+            except AuthFailed as exc:  # /auth refused the key itself: as final as a WS refusal
+                self.login_failures += 1
+                refusal = f"POST /auth refused the key ({exc.code or exc.http_status})"
+            except Exception as exc:  # /auth down or rate limited: transient, try again later
+                self.login_failures += 1
+                log.warning(
+                    "private ws %s: cannot log in (%s: %s); retrying",
+                    self.account,
+                    type(exc).__name__,
+                    str(exc)[:200],
+                )
+            else:
+                if refusal is None:
+                    self._accepted(renewing)
+                    return
+            if refusal is not None:
+                refusals += 1
+                self.login_refusals += 1
+                log.warning(
+                    "private ws %s: ALP refused the login (%d in a row): %s",
+                    self.account,
+                    refusals,
+                    refusal[:200],
+                )
+                if refusals >= MAX_REFUSALS:
+                    self._refused_for_good(refusal)
+                    refusals = 0
+            await asyncio.sleep(
+                reconnect_delay(
+                    attempt,
+                    base=self._settings.reconnect_base_s,
+                    cap=self._settings.reconnect_cap_s,
+                    rand=self._rand(),
+                )
+            )
+            attempt += 1
+
+    async def _attempt_login(self, conn: WsConnection) -> str | None:
+        """One login: None if accepted, else ALP's refusal message."""
+        token = await self._tokens.token()
+        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._auth_answer = answer
+        if not await conn.send(ws_codec.auth_frame(token)):
+            raise ConnectionError("socket closed before auth was sent")
+        self.auth_frames_sent += 1
+        try:
+            refusal = await asyncio.wait_for(asyncio.shield(answer), self._auth_grace_s)
+        except TimeoutError:
+            refusal = None  # no refusal within the grace: ALP took it
+        finally:
+            if self._auth_answer is answer:
+                self._auth_answer = None
+        if refusal is not None:
+            await self._tokens.invalidate(token)
+        return refusal
+
+    def _resolve_auth(self, refusal: str | None) -> None:
+        answer = self._auth_answer
+        if answer is not None and not answer.done():
+            answer.set_result(refusal)
+
+    def _accepted(self, renewing: bool) -> None:
+        was_authed, self._authed = self._authed, True
+        if renewing and was_authed:
             return
-        self._authed = True
         state = RESYNCED if self._was_connected else SUBSCRIBED
         self._was_connected = True
         for listener in tuple(self._listeners):
             listener.on_status(state, (PRIVATE_TOPIC,))
 
-    def _disconnected(self, conn: WsConnection) -> None:
+    def _refused_for_good(self, message: str) -> None:
         self._authed = False
+        error = PrivateLoginRefused(self.account, message)
         for listener in tuple(self._listeners):
-            listener.on_status(RECONNECTING, (PRIVATE_TOPIC,))
+            listener.on_rejected(PRIVATE_TOPIC, error)
 
     async def _reauth_loop(self) -> None:
-        """Re-send auth with a fresh token before the current one expires."""
+        """Log in again with a fresh token before the current one expires; survives any error."""
+        failures = 0
         while True:
-            expires_at = self._tokens.expires_at
-            if expires_at is None:
-                await asyncio.sleep(1.0)
-                continue
-            left = expires_at - self._clock()
-            wait = left - self._reauth_margin
-            if wait < 0.5:  # short-lived tokens: renew half-way through what is left
-                wait = max(0.5, left / 2)
-            await asyncio.sleep(wait)
-            conn = self._conn
-            if conn is not None and conn.connected.is_set():
-                await self._tokens.token()
-                await self._authenticate(conn)
+            try:
+                expires_at = self._tokens.expires_at
+                if expires_at is None:
+                    await asyncio.sleep(1.0)
+                    continue
+                left = expires_at - self._clock()
+                wait = left - self._reauth_margin
+                if wait < 0.5:  # short-lived tokens: renew half-way through what is left
+                    wait = max(0.5, left / 2)
+                await asyncio.sleep(wait)
+                conn = self._conn
+                if conn is not None and conn.connected.is_set() and "login" not in self._tasks:
+                    await self._tokens.token()
+                    self._spawn("login", self._login(conn, renewing=True))
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                log.warning(
+                    "private ws %s: token renewal failed (%s); retrying",
+                    self.account,
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(
+                    reconnect_delay(
+                        failures,
+                        base=self._settings.reconnect_base_s,
+                        cap=self._settings.reconnect_cap_s,
+                        rand=self._rand(),
+                    )
+                )
 
     def _dispatch(self, event: ws_events.WsEvent) -> None:
         if isinstance(event, ws_events.OrderUpdate | ws_events.WalletUpdate):
+            self._resolve_auth(None)  # a private frame proves the login
             for listener in tuple(self._listeners):
                 listener.on_event(PRIVATE_TOPIC, event)
         elif isinstance(event, ws_events.ErrorFrame):
-            log.warning("private ws %s: upstream error: %s", self.account, event.message[:200])
+            pending = self._auth_answer is not None
+            kind = classify_error(event.message, event.command, auth_pending=pending)
+            if kind is ErrorKind.AUTH_REFUSED and pending:
+                self._resolve_auth(event.message or "login refused")
+            elif kind is ErrorKind.AUTH_REFUSED and self._authed:
+                # a refusal after the grace (slow answer, or a revoked key): log in again
+                log.warning("private ws %s: late login refusal: %s", self.account, event.message)
+                self._authed = False
+                conn = self._conn
+                if conn is not None and "login" not in self._tasks:
+                    self._spawn("login", self._login(conn, renewing=False))
+            else:
+                self.unsolicited_errors += 1
+                log.warning("private ws %s: upstream error: %s", self.account, event.message[:200])

@@ -6,8 +6,8 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -20,6 +20,9 @@ from gateway.core.subscriptions import (
     SubscriptionTable,
     Unsubscribe,
 )
+from gateway.core.trade_dedup import TradeDedup
+from gateway.core.ws_commands import ErrorKind, PendingSubscribes, classify_error
+from gateway.errors import GatewayError, TopicRefused
 from gateway.exchange.ws_connection import WsConnection, WsSettings
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ class FeedListener(Protocol):
 
     def on_status(self, state: str, topics: tuple[str, ...]) -> None: ...
 
-    def on_rejected(self, topic: str, message: str) -> None: ...
+    def on_rejected(self, topic: str, error: GatewayError) -> None: ...
 
 
 class PublicFeed:
@@ -68,18 +71,33 @@ class PublicFeed:
         self._live: set[str] = set()  # acknowledged upstream on a connection that is still up
         self._lock = asyncio.Lock()
         self._linger_task: asyncio.Task[None] | None = None
-        self._last_trade_id: dict[str, int] = {}
+        self._pending = PendingSubscribes()
+        self._refused: dict[str, TopicRefused] = {}  # refused topics still in the table
+        self._dedup = TradeDedup()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.codec_stats = ws_codec.CodecStats()
         self.subscribe_frames_sent = 0
         self.unsubscribe_frames_sent = 0
-        self.duplicates_dropped = 0
+        self.unsolicited_errors = 0
+        self.topics_refused = 0
 
     # -- listener side -------------------------------------------------------------------------
+    @property
+    def duplicates_dropped(self) -> int:
+        return self._dedup.duplicates
+
+    @property
+    def trade_regressions(self) -> int:
+        return self._dedup.regressions
+
     async def add(self, topic: str, listener: FeedListener) -> None:
         async with self._lock:
             self._listeners.setdefault(topic, set()).add(listener)
             await self._apply(self._table.acquire(topic, self._clock()))
             self._ensure_linger_task()
+            refused = self._refused.get(topic)
+        if refused is not None:  # refused moments ago and not yet dropped from the table
+            listener.on_rejected(topic, refused)
 
     async def remove(self, topic: str, listener: FeedListener) -> None:
         async with self._lock:
@@ -117,6 +135,10 @@ class PublicFeed:
         if self._linger_task is not None:
             self._linger_task.cancel()
             self._linger_task = None
+        for task in tuple(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         for conn in list(self._connections.values()):
             await conn.close()
         self._connections.clear()
@@ -133,6 +155,7 @@ class PublicFeed:
             elif isinstance(command, CloseConnection):
                 conn = self._connections.pop(command.conn_id, None)
                 self._sent.pop(command.conn_id, None)
+                self._pending.reset(command.conn_id)
                 if conn is not None:
                     await conn.close()
 
@@ -158,10 +181,14 @@ class PublicFeed:
         fresh = [t for t in topics if t not in sent]
         if conn is None or not fresh or not conn.connected.is_set():
             return  # `_connected` sends everything the table holds for this connection
-        for frame in ws_codec.subscribe_frames(fresh, self._settings.max_frame_bytes):
-            if await conn.send(frame):
-                self.subscribe_frames_sent += 1
         sent.update(fresh)
+        for chunk in ws_codec.chunk_topics("subscribe", fresh, self._settings.max_frame_bytes):
+            await self._send_chunk(conn, chunk)
+
+    async def _send_chunk(self, conn: WsConnection, chunk: tuple[str, ...]) -> None:
+        self._pending.sent(conn.name, chunk)
+        if await conn.send(ws_codec.command_frame("subscribe", chunk)):
+            self.subscribe_frames_sent += 1
 
     async def _send_unsubscribe(self, conn_id: str, topics: tuple[str, ...]) -> None:
         conn = self._connections.get(conn_id)
@@ -170,6 +197,8 @@ class PublicFeed:
         sent.difference_update(live)
         if conn is None or not live:
             return
+        for topic in live:
+            self._refused.pop(topic, None)
         for frame in ws_codec.unsubscribe_frames(live, self._settings.max_frame_bytes):
             if await conn.send(frame):
                 self.unsubscribe_frames_sent += 1
@@ -177,12 +206,15 @@ class PublicFeed:
     async def _connected(self, conn: WsConnection) -> None:
         async with self._lock:
             self._sent[conn.name] = set()
+            self._pending.reset(conn.name)
             topics = self._table.topics_of(conn.name)
             await self._send_subscribe(conn.name, topics)
 
     def _disconnected(self, conn: WsConnection) -> None:
         topics = self._table.topics_of(conn.name)
         self._sent[conn.name] = set()
+        self._pending.reset(conn.name)
+        self._dedup.reset()  # a restarted upstream may number trades afresh
         self._live.difference_update(topics)
         if topics:
             self._resyncing.update(topics)
@@ -192,6 +224,7 @@ class PublicFeed:
     def _dispatch(self, conn_id: str, event: ws_events.WsEvent) -> None:
         if isinstance(event, ws_events.Ack):
             if event.command == "subscribe":
+                self._pending.acknowledged(conn_id, event.topics)
                 self._live.update(event.topics)
                 resynced = tuple(t for t in event.topics if t in self._resyncing)
                 fresh = tuple(t for t in event.topics if t not in self._resyncing)
@@ -210,31 +243,69 @@ class PublicFeed:
         if topic is None:
             return
         if isinstance(event, ws_events.Trade):
-            last = self._last_trade_id.get(event.pair, -1)
-            if event.trade_id <= last:
-                self.duplicates_dropped += 1  # trade.* and trade.PAIR both delivered it
-                return
-            self._last_trade_id[event.pair] = event.trade_id
+            if self._dedup.seen(event.pair, event.trade_id):
+                return  # the same trade again: trade.* and trade.PAIR both delivered it
             for listener in tuple(self._listeners.get("trade.*", ())):
                 listener.on_event("trade.*", event)
         for listener in tuple(self._listeners.get(topic, ())):
             listener.on_event(topic, event)
 
     def _on_error(self, conn_id: str, event: ws_events.ErrorFrame) -> None:
-        command = event.command or ()
-        topics = tuple(command[1:]) if command and command[0] == "subscribe" else ()
-        if "too many topics" in event.message.lower() and topics:
-            log.warning("ws %s: upstream refused %d topics as too many", conn_id, len(topics))
-            asyncio.get_running_loop().create_task(self._move(conn_id, topics))
+        kind = classify_error(event.message, event.command)
+        refusal = (
+            self._pending.refused(conn_id, kind, event.topics)
+            if kind
+            in (ErrorKind.TOO_MANY_TOPICS, ErrorKind.TOPIC_NOT_FOUND, ErrorKind.TOPIC_INVALID)
+            else None
+        )
+        if refusal is None or not refusal.topics:
+            self.unsolicited_errors += 1
+            log.warning(
+                "ws %s: upstream error answering nothing of ours: %s", conn_id, event.message[:200]
+            )
             return
-        for topic in topics or self._topics_named_in(event.message):
-            for listener in tuple(self._listeners.get(topic, ())):
-                listener.on_rejected(topic, event.message)
-        if not topics:
-            log.warning("ws %s: upstream error frame: %s", conn_id, event.message[:200])
+        topics = tuple(
+            t for t in refusal.topics if self._table.refcount(t) or t in self._sent.get(conn_id, ())
+        )
+        if kind is ErrorKind.TOO_MANY_TOPICS:
+            log.warning("ws %s: upstream refused %d topics as too many", conn_id, len(topics))
+            self._spawn(self._move(conn_id, topics))
+        elif len(topics) > 1:
+            # the error names no topic: ask again one topic a frame so the next answer does
+            self._spawn(self._resend_singly(conn_id, topics))
+        elif topics:
+            self._reject(
+                conn_id, topics[0], event.message, not_found=kind is ErrorKind.TOPIC_NOT_FOUND
+            )
 
-    def _topics_named_in(self, message: str) -> tuple[str, ...]:
-        return tuple(t for t in self._listeners if t in message)
+    def _reject(self, conn_id: str, topic: str, message: str, *, not_found: bool) -> None:
+        self.topics_refused += 1
+        self._sent.get(conn_id, set()).discard(topic)
+        self._resyncing.discard(topic)
+        error = TopicRefused(topic, message, not_found=not_found)
+        self._refused[topic] = error
+        log.warning("ws %s: upstream refused topic %s: %s", conn_id, topic, message[:200])
+        for listener in tuple(self._listeners.get(topic, ())):
+            listener.on_rejected(topic, error)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ws feed task failed", exc_info=task.exception())
+
+    async def _resend_singly(self, conn_id: str, topics: tuple[str, ...]) -> None:
+        async with self._lock:
+            conn = self._connections.get(conn_id)
+            if conn is None or not conn.connected.is_set():
+                return
+            for topic in topics:
+                if self._table.refcount(topic) or topic in self._sent.get(conn_id, ()):
+                    await self._send_chunk(conn, (topic,))
 
     async def _move(self, conn_id: str, topics: tuple[str, ...]) -> None:
         async with self._lock:

@@ -182,6 +182,25 @@ def map_error(exc: errors.GatewayError) -> MappedError:
             str(exc),
             [_error_info("AUDIT_UNAVAILABLE", GATEWAY_DOMAIN), _retry_info(DEFAULT_RETRY_S)],
         )
+    if isinstance(exc, errors.TopicRefused):
+        return MappedError(
+            grpc.StatusCode.NOT_FOUND if exc.not_found else grpc.StatusCode.INVALID_ARGUMENT,
+            str(exc),
+            [
+                _error_info(
+                    "TOPIC_NOT_FOUND" if exc.not_found else "TOPIC_INVALID",
+                    ALP_DOMAIN,
+                    topic=exc.topic[:80],
+                    alp_message=exc.alp_message[:200],
+                )
+            ],
+        )
+    if isinstance(exc, errors.PrivateLoginRefused):
+        return MappedError(
+            grpc.StatusCode.UNAUTHENTICATED,
+            str(exc),
+            [_error_info("WS_LOGIN_REFUSED", ALP_DOMAIN, account=exc.account[:64])],
+        )
     if isinstance(exc, errors.Draining):
         return MappedError(grpc.StatusCode.UNAVAILABLE, str(exc), [_retry_info(DEFAULT_RETRY_S)])
     return MappedError(grpc.StatusCode.INTERNAL, "internal error")

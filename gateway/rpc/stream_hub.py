@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.core import ws_events
-from gateway.errors import ValidationError
+from gateway.errors import GatewayError
 from gateway.exchange.ws_private import PrivateFeed
 from gateway.exchange.ws_public import PublicFeed
 from gateway.rpc import stream_encode as enc
@@ -134,10 +134,11 @@ class TopicChannel:
         else:
             delivery.offer_status(enc.channel_status_message(payload))
 
-    def on_rejected(self, topic: str, message: str) -> None:
+    def on_rejected(self, topic: str, error: GatewayError) -> None:
+        """ALP refused the topic itself (not a notice that mentions it): its consumers end."""
         self.flush()
-        for delivery in self.targets:
-            delivery.end(ValidationError("pairs", f"ALP rejected topic {topic}: {message[:200]}"))
+        for delivery in tuple(self.targets):
+            delivery.end(error)
 
 
 def _filter_value(item: Any) -> str:

@@ -214,7 +214,9 @@ class TradingServicer(UnaryServicerBase, trading_pb2_grpc.TradingServiceServicer
             deadline=self._deadline(context),
             request_id=self._request_id(),
         )
-        if kind != "order_ids":
+        if kind != "order_ids" or payload is None:
+            # cancel all / by pair answer 202 with no body; an empty 2xx to cancel-by-ids is ALP
+            # taking the request without per-order results (API-NOTES: "202 with no body")
             return pb.CancelOrdersResponse(accepted=True)
         outcomes = rest_parsing.parse_cancel_result(payload)
         return pb.CancelOrdersResponse(

@@ -73,6 +73,8 @@ class Extensions:
     order_extra_fields: bool = False
     # `["auth", ts, "ok"]` after a successful WebSocket login (ALP sends nothing).
     ws_auth_ack: bool = False
+    # Cancel by order_ids answers 202 with no body (as cancel-all does) instead of the per-id map.
+    cancel_by_ids_empty_202: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from gateway.sandbox.engine import (
     Ticker,
 )
 
-
 # The docs' response tables spell margin wallets CROSS_MARGIN / ISOLATED_MARGIN (the place-order
 # body spells them MARGIN_CROSS / MARGIN_ISOLATED); every response and frame uses this spelling.
 RESPONSE_WALLET = {"MARGIN_CROSS": "CROSS_MARGIN", "MARGIN_ISOLATED": "ISOLATED_MARGIN"}

@@ -178,6 +178,7 @@ class RestApi:
         count_auth: Callable[[], None],
         *,
         order_extra_fields: bool = False,
+        cancel_by_ids_empty_202: bool = False,
     ) -> None:
         self.exchange = exchange
         self.authority = authority
@@ -185,6 +186,7 @@ class RestApi:
         self.on_change = on_change
         self.count_auth = count_auth
         self.order_extra_fields = order_extra_fields
+        self.cancel_by_ids_empty_202 = cancel_by_ids_empty_202
 
     def routes(self) -> list[web.RouteDef]:
         get, base = web.get, "/api/v3"
@@ -390,6 +392,8 @@ class RestApi:
                     # nothing of the request could be cancelled: 1011 ORDER_NOT_FOUND (the
                     # per-id map is the answer when at least one order was cancelled)
                     raise Reject(400, "1011", "order not found")
+                if self.cancel_by_ids_empty_202:
+                    return web.Response(status=202)
                 return reply({str(k): v for k, v in result.items()})
             if modes[0] == "all":
                 if body["all"] is not True:

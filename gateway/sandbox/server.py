@@ -85,6 +85,7 @@ class Sandbox:
             self._publish,
             self._count_auth,
             order_extra_fields=self.config.extensions.order_extra_fields,
+            cancel_by_ids_empty_202=self.config.extensions.cancel_by_ids_empty_202,
         )
         app.add_routes(api.routes())
         app.add_routes(

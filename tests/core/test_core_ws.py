@@ -93,7 +93,10 @@ def test_errors_acks_and_tolerance() -> None:
     plain = decode_frame('["error", 1586857703.901509, "Topic does not exist"]')
     assert isinstance(plain, ev.ErrorFrame) and plain.command is None
     echoed = decode_frame('["error", 1, "Too many topics", ["subscribe", "trade.BTC_USDT"]]')
-    assert isinstance(echoed, ev.ErrorFrame) and echoed.command == ("subscribe", "trade.BTC_USDT")
+    assert isinstance(echoed, ev.ErrorFrame) and echoed.command == "subscribe"
+    assert echoed.topics == ("trade.BTC_USDT",)
+    live = decode_frame('["error", 1694002700, "Too many topics", "subscribe"]')
+    assert live == ev.ErrorFrame(D(1694002700), "Too many topics", "subscribe", ())
     ack = decode_frame('["subscribe", 1586857703.901509, "topic1", "topic2"]')
     assert ack == ev.Ack("subscribe", D("1586857703.901509"), ("topic1", "topic2"))
     stats = CodecStats()

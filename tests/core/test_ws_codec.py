@@ -58,10 +58,11 @@ def test_error_with_and_without_command() -> None:
         '["error",1586857703.901509,"Topic does not exist"]', stats
     ) == ev.ErrorFrame(D("1586857703.901509"), "Topic does not exist", None)
     event = decode_frame('["error", 1, "Too many topics", ["subscribe", "diff.A_B"]]', stats)
-    assert event == ev.ErrorFrame(D(1), "Too many topics", ("subscribe", "diff.A_B"))
-    assert decode_frame('["error", 1, "Invalid topic: diff.NOPE_USDT", "text"]') == ev.ErrorFrame(
-        D(1), "Invalid topic: diff.NOPE_USDT", None
+    assert event == ev.ErrorFrame(D(1), "Too many topics", "subscribe", ("diff.A_B",))
+    assert decode_frame('["error", 1, "Invalid topic: diff.NOPE_USDT", "subscribe"]') == (
+        ev.ErrorFrame(D(1), "Invalid topic: diff.NOPE_USDT", "subscribe")
     )
+    assert decode_frame('["error", 1, "oops", 7]') == ev.ErrorFrame(D(1), "oops", None)
     assert stats.decoded == {"error": 2} and stats.extra_elements == 0
 
 

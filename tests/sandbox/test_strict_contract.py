@@ -208,7 +208,7 @@ async def test_statuses_406_405_and_unknown_path(alp: AlpClient) -> None:
 
 async def test_margin_wallets_use_the_response_spelling(alp: AlpClient, sandbox: Sandbox) -> None:
     sandbox.exchange.credit(1001, "USDT", Decimal("5000"), time.time(), "MARGIN_CROSS")
-    status, ids, text = await alp.signed(
+    status, _, text = await alp.signed(
         "POST", "/trading/order", {**LIMIT, "wallet_type": "MARGIN_CROSS"}
     )
     assert status == 200, text

@@ -299,9 +299,11 @@ class DepthSnapshot(_message.Message):
     pair: _builtins.str
     """Pair symbol."""
     total_asks: _builtins.str
-    """ALP `TotalAsks`, when sent."""
+    """ALP `TotalAsks`, when sent: the sum of the ask sizes (base amounts) of the levels shown, not a
+    value in the quote currency (docs example and live probe).
+    """
     total_bids: _builtins.str
-    """ALP `TotalBids`, when sent."""
+    """ALP `TotalBids`, when sent: the sum of the bid sizes of the levels shown."""
     @_builtins.property
     def asks(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PriceLevel]:
         """Asks, best (lowest) first."""

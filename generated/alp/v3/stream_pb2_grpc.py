@@ -43,8 +43,11 @@ class StreamServiceStub:
 
     Private streams (order/wallet updates) use the account selected by metadata `x-alp-account` and
     need the `account:read` scope; public streams need `market`. Bad requests (unknown pair syntax,
-    too many pairs) fail with INVALID_ARGUMENT before subscribing. When the gateway shuts down streams
-    end with UNAVAILABLE "gateway draining, reconnect".
+    too many pairs) fail with INVALID_ARGUMENT before subscribing; a topic ALP itself refuses ends
+    the streams that asked for it: NOT_FOUND (ErrorInfo TOPIC_NOT_FOUND, e.g. a pair ALP does not
+    list) or INVALID_ARGUMENT (TOPIC_INVALID). An ALP error frame that answers none of the gateway's
+    commands ends nothing. When the gateway shuts down streams end with UNAVAILABLE
+    "gateway draining, reconnect".
     """
 
     def __init__(self, channel):
@@ -113,8 +116,11 @@ class StreamServiceServicer:
 
     Private streams (order/wallet updates) use the account selected by metadata `x-alp-account` and
     need the `account:read` scope; public streams need `market`. Bad requests (unknown pair syntax,
-    too many pairs) fail with INVALID_ARGUMENT before subscribing. When the gateway shuts down streams
-    end with UNAVAILABLE "gateway draining, reconnect".
+    too many pairs) fail with INVALID_ARGUMENT before subscribing; a topic ALP itself refuses ends
+    the streams that asked for it: NOT_FOUND (ErrorInfo TOPIC_NOT_FOUND, e.g. a pair ALP does not
+    list) or INVALID_ARGUMENT (TOPIC_INVALID). An ALP error frame that answers none of the gateway's
+    commands ends nothing. When the gateway shuts down streams end with UNAVAILABLE
+    "gateway draining, reconnect".
     """
 
     def StreamTickers(self, request, context):
@@ -132,7 +138,9 @@ class StreamServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamBookDiffs(self, request, context):
-        """Raw order-book differences (ALP topics diff.PAIR). Lossless.
+        """Raw order-book differences (ALP topics diff.PAIR). Lossless. Note: live ALP (observed
+        2026-09) acknowledges diff.PAIR but sends no frames, so this stream may stay silent; use
+        StreamOrderBook, which works from depth snapshots alone.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -246,8 +254,11 @@ class StreamService:
 
     Private streams (order/wallet updates) use the account selected by metadata `x-alp-account` and
     need the `account:read` scope; public streams need `market`. Bad requests (unknown pair syntax,
-    too many pairs) fail with INVALID_ARGUMENT before subscribing. When the gateway shuts down streams
-    end with UNAVAILABLE "gateway draining, reconnect".
+    too many pairs) fail with INVALID_ARGUMENT before subscribing; a topic ALP itself refuses ends
+    the streams that asked for it: NOT_FOUND (ErrorInfo TOPIC_NOT_FOUND, e.g. a pair ALP does not
+    list) or INVALID_ARGUMENT (TOPIC_INVALID). An ALP error frame that answers none of the gateway's
+    commands ends nothing. When the gateway shuts down streams end with UNAVAILABLE
+    "gateway draining, reconnect".
     """
 
     @staticmethod

@@ -47,8 +47,11 @@ class StreamServiceStub:
 
     Private streams (order/wallet updates) use the account selected by metadata `x-alp-account` and
     need the `account:read` scope; public streams need `market`. Bad requests (unknown pair syntax,
-    too many pairs) fail with INVALID_ARGUMENT before subscribing. When the gateway shuts down streams
-    end with UNAVAILABLE "gateway draining, reconnect".
+    too many pairs) fail with INVALID_ARGUMENT before subscribing; a topic ALP itself refuses ends
+    the streams that asked for it: NOT_FOUND (ErrorInfo TOPIC_NOT_FOUND, e.g. a pair ALP does not
+    list) or INVALID_ARGUMENT (TOPIC_INVALID). An ALP error frame that answers none of the gateway's
+    commands ends nothing. When the gateway shuts down streams end with UNAVAILABLE
+    "gateway draining, reconnect".
     """
 
     @_typing.overload
@@ -60,7 +63,10 @@ class StreamServiceStub:
     StreamTrades: _grpc.UnaryStreamMultiCallable[_stream_pb2.StreamTradesRequest, _stream_pb2.StreamTradesResponse]
     """Public trades (ALP topics trade.PAIR, or trade.* when no pair is given). Lossless."""
     StreamBookDiffs: _grpc.UnaryStreamMultiCallable[_stream_pb2.StreamBookDiffsRequest, _stream_pb2.StreamBookDiffsResponse]
-    """Raw order-book differences (ALP topics diff.PAIR). Lossless."""
+    """Raw order-book differences (ALP topics diff.PAIR). Lossless. Note: live ALP (observed
+    2026-09) acknowledges diff.PAIR but sends no frames, so this stream may stay silent; use
+    StreamOrderBook, which works from depth snapshots alone.
+    """
     StreamDepth: _grpc.UnaryStreamMultiCallable[_stream_pb2.StreamDepthRequest, _stream_pb2.StreamDepthResponse]
     """Full depth snapshots, at most 20 levels a side (ALP topics market_depth.PAIR). Conflating."""
     StreamOrderBook: _grpc.UnaryStreamMultiCallable[_stream_pb2.StreamOrderBookRequest, _stream_pb2.StreamOrderBookResponse]
@@ -96,8 +102,11 @@ class StreamServiceAsyncStub(StreamServiceStub):
 
     Private streams (order/wallet updates) use the account selected by metadata `x-alp-account` and
     need the `account:read` scope; public streams need `market`. Bad requests (unknown pair syntax,
-    too many pairs) fail with INVALID_ARGUMENT before subscribing. When the gateway shuts down streams
-    end with UNAVAILABLE "gateway draining, reconnect".
+    too many pairs) fail with INVALID_ARGUMENT before subscribing; a topic ALP itself refuses ends
+    the streams that asked for it: NOT_FOUND (ErrorInfo TOPIC_NOT_FOUND, e.g. a pair ALP does not
+    list) or INVALID_ARGUMENT (TOPIC_INVALID). An ALP error frame that answers none of the gateway's
+    commands ends nothing. When the gateway shuts down streams end with UNAVAILABLE
+    "gateway draining, reconnect".
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -106,7 +115,10 @@ class StreamServiceAsyncStub(StreamServiceStub):
     StreamTrades: _aio.UnaryStreamMultiCallable[_stream_pb2.StreamTradesRequest, _stream_pb2.StreamTradesResponse]  # type: ignore[assignment]
     """Public trades (ALP topics trade.PAIR, or trade.* when no pair is given). Lossless."""
     StreamBookDiffs: _aio.UnaryStreamMultiCallable[_stream_pb2.StreamBookDiffsRequest, _stream_pb2.StreamBookDiffsResponse]  # type: ignore[assignment]
-    """Raw order-book differences (ALP topics diff.PAIR). Lossless."""
+    """Raw order-book differences (ALP topics diff.PAIR). Lossless. Note: live ALP (observed
+    2026-09) acknowledges diff.PAIR but sends no frames, so this stream may stay silent; use
+    StreamOrderBook, which works from depth snapshots alone.
+    """
     StreamDepth: _aio.UnaryStreamMultiCallable[_stream_pb2.StreamDepthRequest, _stream_pb2.StreamDepthResponse]  # type: ignore[assignment]
     """Full depth snapshots, at most 20 levels a side (ALP topics market_depth.PAIR). Conflating."""
     StreamOrderBook: _aio.UnaryStreamMultiCallable[_stream_pb2.StreamOrderBookRequest, _stream_pb2.StreamOrderBookResponse]  # type: ignore[assignment]
@@ -141,8 +153,11 @@ class StreamServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Private streams (order/wallet updates) use the account selected by metadata `x-alp-account` and
     need the `account:read` scope; public streams need `market`. Bad requests (unknown pair syntax,
-    too many pairs) fail with INVALID_ARGUMENT before subscribing. When the gateway shuts down streams
-    end with UNAVAILABLE "gateway draining, reconnect".
+    too many pairs) fail with INVALID_ARGUMENT before subscribing; a topic ALP itself refuses ends
+    the streams that asked for it: NOT_FOUND (ErrorInfo TOPIC_NOT_FOUND, e.g. a pair ALP does not
+    list) or INVALID_ARGUMENT (TOPIC_INVALID). An ALP error frame that answers none of the gateway's
+    commands ends nothing. When the gateway shuts down streams end with UNAVAILABLE
+    "gateway draining, reconnect".
     """
 
     @_abc_1.abstractmethod
@@ -167,7 +182,10 @@ class StreamServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _stream_pb2.StreamBookDiffsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_stream_pb2.StreamBookDiffsResponse], _abc.AsyncIterator[_stream_pb2.StreamBookDiffsResponse]]:
-        """Raw order-book differences (ALP topics diff.PAIR). Lossless."""
+        """Raw order-book differences (ALP topics diff.PAIR). Lossless. Note: live ALP (observed
+        2026-09) acknowledges diff.PAIR but sends no frames, so this stream may stay silent; use
+        StreamOrderBook, which works from depth snapshots alone.
+        """
 
     @_abc_1.abstractmethod
     def StreamDepth(

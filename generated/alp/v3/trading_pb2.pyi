@@ -398,10 +398,14 @@ class CancelOrdersResponse(_message.Message):
     OUTCOMES_FIELD_NUMBER: _builtins.int
     ACCEPTED_FIELD_NUMBER: _builtins.int
     accepted: _builtins.bool
-    """For cancel all / by pair: ALP accepted the request (HTTP 202); cancellation proceeds upstream."""
+    """ALP accepted the request (HTTP 2xx with no body): always for cancel all / by pair, and for
+    cancel by ids when ALP gave no per-id map. Cancellation proceeds upstream; ListOrders shows it.
+    """
     @_builtins.property
     def outcomes(self) -> _containers.MessageMap[_builtins.int, Global___CancelOutcome]:
-        """For cancel by ids: order id -> outcome, one entry per requested id."""
+        """For cancel by ids: order id -> outcome, one entry per requested id. Empty when ALP answered
+        with no body (then `accepted` is true): the request was taken without per-order results.
+        """
 
     def __init__(
         self,
