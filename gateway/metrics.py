@@ -88,3 +88,14 @@ class StateCollector(Collector):
         }
         for name, (help_text, key) in counters.items():
             yield CounterMetricFamily(name, help_text, value=state.get(key, 0))
+        # Upstream events dropped because no consumer could be sent them (StreamHub.stats). Only
+        # exported when the state carries them: a counter stuck at 0 would hide the drops.
+        dropped = {
+            "alp_gateway_stream_events_unencodable": (
+                "upstream events dropped: not encodable as protobuf",
+                "events_unencodable",
+            ),
+        }
+        for name, (help_text, key) in dropped.items():
+            if key in state:
+                yield CounterMetricFamily(name, help_text, value=state[key])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +15,25 @@ from gateway.exchange.ws_public import PublicFeed
 from gateway.rpc import stream_encode as enc
 from gateway.rpc.delivery import Delivery
 
+log = logging.getLogger(__name__)
+
 Encoder = Callable[[Any], bytes]
 LARGE_AUDIENCE = 2000
 LARGE_AUDIENCE_FLUSH_S = 0.002
+
+
+@dataclass(slots=True)
+class DropStats:
+    """Upstream events that reached no consumer, for GetStatus and metrics.
+
+    Policy (for every channel, lossless ones included): an event that cannot be delivered at all
+    is dropped for everyone, counted here and logged once per topic; the stream and the upstream
+    socket carry on. `unencodable`: the event does not fit its protobuf (a trade id >= 2^63, a
+    timestamp of 1e30); letting the error escape would reset the socket and send every topic on
+    it RECONNECTING over one bad frame.
+    """
+
+    unencodable: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +52,19 @@ def _key_of(item: Any) -> str:
 class TopicChannel:
     """The single FeedListener of one topic (or one private account) for one kind of event."""
 
-    def __init__(self, kind: int, encoder: Encoder, split: Callable[[Any], list[Any]]) -> None:
+    def __init__(
+        self,
+        kind: int,
+        encoder: Encoder,
+        split: Callable[[Any], list[Any]],
+        *,
+        stats: DropStats | None = None,
+    ) -> None:
         self.kind = kind
         self._encoder = encoder
         self._split = split
+        self.stats = stats if stats is not None else DropStats()
+        self._logged_unencodable = False
         self.targets: dict[Delivery, Target] = {}
         # Unfiltered lossless consumers are served per burst: the events of one upstream burst are
         # encoded once, joined once per wire form, and offered once to each such consumer.
@@ -103,15 +129,17 @@ class TopicChannel:
             channel_chunk: bytes | None = None
             subscribe_chunk: bytes | None = None
             if self._plain:
-                payload = self._encoder(item)
-                self.encodes += 1
+                payload = self._encode(topic, item)
+                if payload is None:
+                    continue
                 self._queue_burst(payload)
             for delivery, target in self._others.items():
                 if target.accept is not None and filter_value not in target.accept:
                     continue
                 if payload is None:
-                    payload = self._encoder(item)
-                    self.encodes += 1
+                    payload = self._encode(topic, item)
+                    if payload is None:
+                        break
                 key: Hashable = _key_of(item) if target.conflate else None
                 if target.subscribe_kind:
                     if subscribe_chunk is None:
@@ -121,6 +149,25 @@ class TopicChannel:
                     if channel_chunk is None:
                         channel_chunk = enc.channel_chunk(payload)
                     delivery.offer(channel_chunk, key)
+
+    def _encode(self, topic: str, item: Any) -> bytes | None:
+        """The event's protobuf bytes, or None when it cannot be delivered (see DropStats)."""
+        self.encodes += 1
+        try:
+            return self._encoder(item)
+        except Exception as exc:  # ValueError/TypeError/OverflowError from protobuf, any bug
+            self.stats.unencodable += 1
+            if not self._logged_unencodable:
+                self._logged_unencodable = True
+                log.warning(
+                    "stream %s: %s event cannot be encoded (%s: %s); dropped, the socket is kept "
+                    "(logged once per topic; every drop is counted)",
+                    topic,
+                    type(item).__name__,
+                    type(exc).__name__,
+                    str(exc)[:200],
+                )
+            return None
 
     def on_status(self, state: str, topics: tuple[str, ...]) -> None:
         self.flush()  # events before the status stay before it
@@ -196,6 +243,7 @@ class StreamHub:
         self._public = public
         self._private = private
         self._channels: dict[tuple[str, str], TopicChannel] = {}
+        self.stats = DropStats()  # shared by every channel, so it outlives them
 
     def channel_count(self) -> int:
         return len(self._channels)
@@ -227,7 +275,7 @@ class StreamHub:
         first = channel is None
         if channel is None:
             kind, encoder, split = CHANNELS[name]
-            channel = TopicChannel(kind, encoder, split)
+            channel = TopicChannel(kind, encoder, split, stats=self.stats)
             self._channels[key] = channel
         channel.add(delivery, target)
         if first:
