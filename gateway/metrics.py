@@ -95,6 +95,10 @@ class StateCollector(Collector):
                 "upstream events dropped: not encodable as protobuf",
                 "events_unencodable",
             ),
+            "alp_gateway_stream_events_oversize": (
+                "upstream events dropped: alone over the gRPC message cap",
+                "events_oversize",
+            ),
         }
         for name, (help_text, key) in dropped.items():
             if key in state:

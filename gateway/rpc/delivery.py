@@ -10,16 +10,23 @@ from __future__ import annotations
 import asyncio
 import enum
 import itertools
+import logging
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.core.fanout_queue import ConflatingQueue, LosslessQueue
 from gateway.errors import Draining, SlowConsumer
 from gateway.rpc.wire import uint_field
 
+log = logging.getLogger(__name__)
+
 _status_keys = itertools.count()
-MAX_MESSAGE_BYTES = 1 << 20  # gRPC clients refuse messages over 4 MiB by default
+# gRPC clients refuse messages over 4 MiB by default. Batches aim at MAX_MESSAGE_BYTES (latency,
+# memory); MESSAGE_CAP_BYTES is the hard limit no message crosses, margin kept for the envelope.
+MAX_MESSAGE_BYTES: Final = 1 << 20
+MESSAGE_CAP_BYTES: Final = 4 * 1024 * 1024 - 64 * 1024
+_SKIPPED_TAIL_MAX: Final = 11  # uint_field(skipped): one tag byte and at most ten varint bytes
 
 
 class Policy(enum.Enum):
@@ -43,6 +50,8 @@ class Delivery:
     """A consumer registration. `chunk`s are pre-encoded elements of the response's event field."""
 
     __slots__ = (
+        "_batch_bytes",
+        "_cap",
         "_conflated_total",
         "_conflating",
         "_ended",
@@ -54,6 +63,7 @@ class Delivery:
         "channel",
         "delivered_events",
         "delivered_messages",
+        "dropped_oversize",
         "policy",
         "resnapshots",
     )
@@ -66,9 +76,12 @@ class Delivery:
         limit: int,
         skipped_field: int = 0,
         resnapshot: Callable[[], list[bytes]] | None = None,
+        max_message_bytes: int = MESSAGE_CAP_BYTES,
     ) -> None:
         if policy is Policy.RESNAPSHOT and resnapshot is None:
             raise ValueError("RESNAPSHOT needs a resnapshot callback")
+        if max_message_bytes <= _SKIPPED_TAIL_MAX:
+            raise ValueError("max_message_bytes leaves no room for an event")
         self.channel = channel
         self.policy = policy
         self._skipped_field = skipped_field
@@ -85,6 +98,11 @@ class Delivery:
         self.delivered_messages = 0
         self.delivered_events = 0
         self.resnapshots = 0
+        # Entries that alone would exceed the cap. The hub drops (and counts) oversize events
+        # before they get here; this is the last line for any other producer.
+        self.dropped_oversize = 0
+        self._cap = max_message_bytes
+        self._batch_bytes = min(MAX_MESSAGE_BYTES, max_message_bytes - _SKIPPED_TAIL_MAX)
         self._pending_skipped = 0
         self._conflated_total = 0
 
@@ -148,8 +166,12 @@ class Delivery:
             run: list[bytes] = []
             events = size = 0
             for entry in entries:
-                # statuses travel alone; batches stay well under clients' 4 MiB default limit
-                if run and (entry.is_status or size + len(entry.chunk) > MAX_MESSAGE_BYTES):
+                if len(entry.chunk) + _SKIPPED_TAIL_MAX > self._cap:
+                    self._drop_oversize(entry)
+                    continue
+                # statuses travel alone; a batch closes before it would pass the batch size, so
+                # every message stays under the cap (one entry alone fits, checked above)
+                if run and (entry.is_status or size + len(entry.chunk) > self._batch_bytes):
                     yield self._events_message(run, events, skipped)
                     run, events, size, skipped = [], 0, 0, 0
                 if entry.is_status:
@@ -161,6 +183,18 @@ class Delivery:
                     size += len(entry.chunk)
             if run:
                 yield self._events_message(run, events, skipped)
+
+    def _drop_oversize(self, entry: _Entry) -> None:
+        self.dropped_oversize += entry.events
+        if self.dropped_oversize == entry.events:  # the first time for this stream
+            log.warning(
+                "stream %s: a message of %d bytes exceeds the %d-byte message cap; dropped "
+                "(%d events; further drops on this stream are counted, not logged)",
+                self.channel,
+                len(entry.chunk),
+                self._cap,
+                entry.events,
+            )
 
     def _events_message(self, run: list[bytes], events: int, skipped: int) -> bytes:
         self.delivered_messages += 1

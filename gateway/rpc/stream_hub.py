@@ -6,20 +6,23 @@ import asyncio
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.core import ws_events
 from gateway.errors import GatewayError
 from gateway.exchange.ws_private import PrivateFeed
 from gateway.exchange.ws_public import PublicFeed
 from gateway.rpc import stream_encode as enc
-from gateway.rpc.delivery import Delivery
+from gateway.rpc.delivery import MAX_MESSAGE_BYTES, MESSAGE_CAP_BYTES, Delivery
 
 log = logging.getLogger(__name__)
 
 Encoder = Callable[[Any], bytes]
 LARGE_AUDIENCE = 2000
 LARGE_AUDIENCE_FLUSH_S = 0.002
+# What a message adds around one encoded event: two length-delimited wrappers (the Subscribe form)
+# of at most 6 bytes each, and the `skipped` tail of at most 11.
+EVENT_OVERHEAD_BYTES: Final = 32
 
 
 @dataclass(slots=True)
@@ -30,10 +33,14 @@ class DropStats:
     is dropped for everyone, counted here and logged once per topic; the stream and the upstream
     socket carry on. `unencodable`: the event does not fit its protobuf (a trade id >= 2^63, a
     timestamp of 1e30); letting the error escape would reset the socket and send every topic on
-    it RECONNECTING over one bad frame.
+    it RECONNECTING over one bad frame. `oversize`: the event alone would make a message over the
+    cap, which a client with gRPC's default 4 MiB limit cannot receive at all; ending the streams
+    instead would only repeat on reconnect with the next such event, so it is dropped like an
+    unencodable one.
     """
 
     unencodable: int = 0
+    oversize: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +66,16 @@ class TopicChannel:
         split: Callable[[Any], list[Any]],
         *,
         stats: DropStats | None = None,
+        max_message_bytes: int = MESSAGE_CAP_BYTES,
     ) -> None:
         self.kind = kind
         self._encoder = encoder
         self._split = split
         self.stats = stats if stats is not None else DropStats()
+        self._max_event_bytes = max_message_bytes - EVENT_OVERHEAD_BYTES
+        self._batch_bytes = min(MAX_MESSAGE_BYTES, self._max_event_bytes)
         self._logged_unencodable = False
+        self._logged_oversize = False
         self.targets: dict[Delivery, Target] = {}
         # Unfiltered lossless consumers are served per burst: the events of one upstream burst are
         # encoded once, joined once per wire form, and offered once to each such consumer.
@@ -97,14 +108,31 @@ class TopicChannel:
         self._flush_scheduled = False
         if not self._burst_events:
             return
-        joined = {kind: b"".join(chunks) for kind, chunks in self._burst.items()}
-        events = self._burst_events
+        joined = {kind: self._join_capped(chunks) for kind, chunks in self._burst.items()}
         self._burst, self._burst_events = {}, 0
         self.bursts += 1
         for delivery, target in self._plain.items():
-            chunk = joined.get(target.subscribe_kind)
-            if chunk is not None:
+            for chunk, events in joined.get(target.subscribe_kind, ()):
                 delivery.offer(chunk, None, events)
+
+    def _join_capped(self, chunks: list[bytes]) -> list[tuple[bytes, int]]:
+        """A burst's chunks joined into pieces of at most the batch size: a delivery cannot split
+        a piece later, so a burst of many MB must not become one message."""
+        total = sum(len(c) for c in chunks)
+        if total <= self._batch_bytes:
+            return [(b"".join(chunks), len(chunks))]
+        pieces: list[tuple[bytes, int]] = []
+        run: list[bytes] = []
+        size = 0
+        for chunk in chunks:
+            if run and size + len(chunk) > self._batch_bytes:
+                pieces.append((b"".join(run), len(run)))
+                run, size = [], 0
+            run.append(chunk)
+            size += len(chunk)
+        if run:
+            pieces.append((b"".join(run), len(run)))
+        return pieces
 
     def _queue_burst(self, payload: bytes) -> None:
         for kind in self._plain_kinds:
@@ -154,7 +182,7 @@ class TopicChannel:
         """The event's protobuf bytes, or None when it cannot be delivered (see DropStats)."""
         self.encodes += 1
         try:
-            return self._encoder(item)
+            payload = self._encoder(item)
         except Exception as exc:  # ValueError/TypeError/OverflowError from protobuf, any bug
             self.stats.unencodable += 1
             if not self._logged_unencodable:
@@ -168,6 +196,20 @@ class TopicChannel:
                     str(exc)[:200],
                 )
             return None
+        if len(payload) > self._max_event_bytes:
+            self.stats.oversize += 1
+            if not self._logged_oversize:
+                self._logged_oversize = True
+                log.warning(
+                    "stream %s: %s event of %d bytes exceeds the message cap of %d; dropped "
+                    "(logged once per topic; every drop is counted)",
+                    topic,
+                    type(item).__name__,
+                    len(payload),
+                    self._max_event_bytes + EVENT_OVERHEAD_BYTES,
+                )
+            return None
+        return payload
 
     def on_status(self, state: str, topics: tuple[str, ...]) -> None:
         self.flush()  # events before the status stay before it

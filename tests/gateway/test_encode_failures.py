@@ -1,5 +1,5 @@
-"""Events the gateway cannot encode are dropped and counted; the upstream socket and every other
-event on it are left alone."""
+"""Events the gateway cannot deliver (unencodable, or over the message cap) are dropped and counted;
+the upstream socket and every other event on it are left alone, and no message exceeds the cap."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ import pytest
 from alp.v3 import stream_pb2, stream_pb2_grpc
 
 from gateway.app import Gateway
-from gateway.rpc.stream_hub import StreamHub
+from gateway.core import ws_codec
+from gateway.rpc import stream_encode as enc
+from gateway.rpc.delivery import MESSAGE_CAP_BYTES, Delivery, Policy
+from gateway.rpc.stream_hub import CHANNELS, StreamHub, Target, TopicChannel
 from gateway.sandbox import Sandbox
 from tests.gateway.test_streams import first_message
 
@@ -112,6 +115,131 @@ async def test_repeated_unencodable_events_are_each_counted_and_logged_once(
     call.cancel()
 
 
+async def test_event_over_the_message_cap_is_dropped_and_counted(
+    gateway: Gateway, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    # A client with gRPC's default 4 MiB receive limit, as every consumer has unless it opts out.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        call = await open_trades(channel)
+        huge = trade_frame(9, side="x" * GRPC_DEFAULT_RECEIVE_LIMIT)  # would kill this client
+        assert await sandbox.inject_ws_frame(huge, topic=TOPIC) == 1
+        assert await sandbox.inject_ws_frame(trade_frame(10), topic=TOPIC) == 1
+        messages = await read_until_trade(call, 10)
+        assert [t.trade_id for m in messages for t in m.trades] == [10]
+        assert not [m.status for m in messages if m.HasField("status")]
+        assert hub_of(gateway).stats.oversize == 1
+        assert hub_of(gateway).stats.unencodable == 0
+        assert disconnects(gateway) == 0
+        warnings = [r.getMessage() for r in caplog.records if "message cap" in r.getMessage()]
+        assert len(warnings) == 1 and TOPIC in warnings[0]
+        call.cancel()
+
+
+async def test_burst_larger_than_the_cap_reaches_a_default_client_in_capped_messages(
+    gateway: Gateway, sandbox: Sandbox
+) -> None:
+    count, side = 60, "x" * 100_000  # 6 MB of trades, each well under the cap
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        raw = channel.unary_stream(
+            "/alp.v3.StreamService/StreamTrades",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        call = raw(stream_pb2.StreamTradesRequest(pairs=["BTC_USDT"]).SerializeToString())
+        sizes: list[int] = []
+        ids: list[int] = []
+        subscribed = asyncio.Event()
+
+        async def read() -> None:
+            async for message in call:
+                subscribed.set()
+                sizes.append(len(message))
+                parsed = stream_pb2.StreamTradesResponse.FromString(message)
+                ids.extend(t.trade_id for t in parsed.trades)
+                if len(ids) >= count:
+                    return
+
+        reader = asyncio.create_task(read())
+        await asyncio.wait_for(subscribed.wait(), 5)
+        for trade_id in range(100, 100 + count):
+            await sandbox.inject_ws_frame(trade_frame(trade_id, side=side), topic=TOPIC)
+        await asyncio.wait_for(reader, 20)
+    assert ids == list(range(100, 100 + count))
+    assert max(sizes) <= MESSAGE_CAP_BYTES < GRPC_DEFAULT_RECEIVE_LIMIT
+
+
+# -- the same guarantees at the hub, with one burst built synchronously (no socket timing) --------
+
+
+def _trade(trade_id: int, side: str = "buy") -> Any:
+    return ws_codec.decode_frame(trade_frame(trade_id, side=side), ws_codec.CodecStats())
+
+
+async def _drain(delivery: Delivery, events: int) -> list[bytes]:
+    out: list[bytes] = []
+    total = 0
+    async for message in delivery.messages():
+        out.append(message)
+        total += len(stream_pb2.StreamTradesResponse.FromString(message).trades)
+        if total >= events:
+            return out
+    return out
+
+
+async def test_one_burst_over_the_cap_is_split_into_capped_messages() -> None:
+    kind, encoder, split = CHANNELS["trade"]
+    channel = TopicChannel(kind, encoder, split)
+    delivery = Delivery(TOPIC, Policy.LOSSLESS, limit=10_000)
+    channel.add(delivery, Target(0, None, conflate=False))
+    side = "x" * 100_000
+    for trade_id in range(60):  # one upstream burst: nothing is flushed until the loop turns
+        channel.on_event(TOPIC, _trade(trade_id, side))
+    channel.flush()
+    messages = await asyncio.wait_for(_drain(delivery, 60), 5)
+    ids = [
+        t.trade_id for m in messages for t in stream_pb2.StreamTradesResponse.FromString(m).trades
+    ]
+    assert ids == list(range(60))
+    assert len(messages) >= 2 and max(len(m) for m in messages) <= MESSAGE_CAP_BYTES
+
+
+async def test_filtered_and_conflating_consumers_drop_undeliverable_events_too() -> None:
+    kind, encoder, split = CHANNELS["trade"]
+    channel = TopicChannel(kind, encoder, split)
+    delivery = Delivery(TOPIC, Policy.CONFLATE, limit=10_000, skipped_field=enc.SKIPPED_FIELD)
+    channel.add(delivery, Target(0, frozenset({"BTC_USDT"}), conflate=False))
+    channel.on_event(
+        TOPIC, ws_codec.decode_frame(UNENCODABLE["trade id 2^63"], ws_codec.CodecStats())
+    )
+    channel.on_event(TOPIC, _trade(1, "x" * (MESSAGE_CAP_BYTES + 1)))
+    channel.on_event(TOPIC, _trade(2))
+    messages = await asyncio.wait_for(_drain(delivery, 1), 5)
+    ids = [
+        t.trade_id for m in messages for t in stream_pb2.StreamTradesResponse.FromString(m).trades
+    ]
+    assert ids == [2]
+    assert (channel.stats.unencodable, channel.stats.oversize) == (1, 1)
+
+
+async def test_delivery_never_emits_a_message_over_its_cap() -> None:
+    cap = 1000
+    delivery = Delivery(TOPIC, Policy.LOSSLESS, limit=100, max_message_bytes=cap)
+    small = enc.channel_chunk(stream_pb2.TradeEvent(trade_id=1).SerializeToString())
+    big = enc.channel_chunk(
+        stream_pb2.TradeEvent(trade_id=2, side_raw="x" * cap).SerializeToString()
+    )
+    for chunk in (small, big, small, small):
+        delivery.offer(chunk)
+    messages = await asyncio.wait_for(_drain(delivery, 3), 5)
+    ids = [
+        t.trade_id for m in messages for t in stream_pb2.StreamTradesResponse.FromString(m).trades
+    ]
+    assert ids == [1, 1, 1]
+    assert max(len(m) for m in messages) <= cap
+    assert delivery.dropped_oversize == 1
+
+
 def test_drop_counters_are_exported_as_metrics_when_the_state_carries_them() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
@@ -122,6 +250,7 @@ def test_drop_counters_are_exported_as_metrics_when_the_state_carries_them() -> 
         registry.register(StateCollector(lambda: state))
         return generate_latest(registry).decode()
 
-    text = scrape({"events_unencodable": 1})
+    text = scrape({"events_unencodable": 1, "events_oversize": 2})
     assert "alp_gateway_stream_events_unencodable_total 1.0" in text
+    assert "alp_gateway_stream_events_oversize_total 2.0" in text
     assert "alp_gateway_stream_events_unencodable" not in scrape({})  # never a fake zero
