@@ -88,13 +88,18 @@ def run(argv: list[str]) -> int:
         return 0
     from gateway.app import run_until_signalled
     from gateway.logs import configure_logging
+    from gateway.rpc.server import BindFailed
 
     configure_logging(
         level=config["log.level"],
         fmt=config["log.format"],
         secrets=[c.api_secret.reveal() for c in config.accounts.values()],
     )
-    _run(run_until_signalled(config))
+    try:
+        _run(run_until_signalled(config))
+    except BindFailed as exc:  # e.g. another gateway holds the port: one line, no traceback
+        print(f"alp-gateway: {exc.reason}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from alp.v3 import (
@@ -17,11 +18,13 @@ from alp.v3 import (
     trading_pb2,
     trading_pb2_grpc,
 )
+from grpc.aio._server import Server as _AioServer
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway.audit import AuditLog
+from gateway.errors import ConfigError
 from gateway.exchange.upstream import Upstream
 from gateway.rpc.account import AccountServicer
 from gateway.rpc.barrier import ErrorBarrier, Gate, RpcObserver
@@ -47,7 +50,51 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_concurrent_streams", 10000),
     ("grpc.keepalive_time_ms", 60000),
     ("grpc.http2.min_ping_interval_without_data_ms", 10000),
+    # grpc sets SO_REUSEPORT by default: a second gateway on the same port would silently share it.
+    ("grpc.so_reuseport", 0),
 )
+
+
+class BindFailed(ConfigError):
+    """The listen address cannot be bound (another process holds the port, or not our address)."""
+
+    def __init__(self, address: str, why: str) -> None:
+        super().__init__("listen", f"cannot listen on {address}: {why}")
+        self.address = address
+        self.why = why
+
+
+def bind_problem(address: str) -> str:
+    """Why `address` cannot be bound, asked of the OS with a plain socket: grpc does not say."""
+    host, _, port = address.rpartition(":")
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
+            probe.bind(sockaddr)
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+    except ValueError:
+        return "not a host:port address"
+    return "address in use or not available"
+
+
+class ExclusiveServer(_AioServer):
+    """The grpc.aio server whose ports raise BindFailed, naming the address, when taken."""
+
+    def add_insecure_port(self, address: str) -> int:
+        try:
+            return int(super().add_insecure_port(address))
+        except RuntimeError as exc:  # grpc only says "Failed to bind to address"
+            raise BindFailed(address, bind_problem(address)) from exc
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        try:
+            return int(super().add_secure_port(address, server_credentials))
+        except RuntimeError as exc:
+            raise BindFailed(address, bind_problem(address)) from exc
 
 
 def build_server(
@@ -63,7 +110,13 @@ def build_server(
     observer: RpcObserver | None = None,
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
     # One interceptor: a wrapper per call layer costs latency and memory per open stream.
-    server = grpc.aio.server(interceptors=(ErrorBarrier(observer, gate),), options=SERVER_OPTIONS)
+    # Built as grpc.aio.server() builds it: (thread pool, handlers, interceptors, options,
+    # maximum_concurrent_rpcs, compression). The cast: grpc-stubs type grpc.aio.Server apart from
+    # the runtime class it is.
+    server = cast(
+        grpc.aio.Server,
+        ExclusiveServer(None, (), (ErrorBarrier(observer, gate),), SERVER_OPTIONS, None, None),
+    )
     timing: dict[str, Any] = {
         "deadline_margin_s": deadline_margin_s,
         "default_timeout_s": default_timeout_s,
