@@ -57,7 +57,7 @@ async def test_cli_exits_2_with_one_line_naming_the_address(
         **os.environ,
         "ALP_GATEWAY_METRICS_ENABLED": "false",
         "ALP_GATEWAY_AUDIT_PATH": "",
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "generated")]),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
