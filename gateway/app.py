@@ -21,6 +21,7 @@ from gateway.core.callers import Caller, CallerRegistry
 from gateway.core.token_policy import Secret
 from gateway.errors import ConfigError, Draining, GatewayError
 from gateway.exchange.limiter import RateLimiter
+from gateway.exchange.order_desk import DeskSettings, OrderDesk
 from gateway.exchange.rest_client import AccountSession, RestClient, RetryPolicy
 from gateway.exchange.token_manager import TokenManager
 from gateway.exchange.upstream import Upstream
@@ -57,6 +58,7 @@ class Gateway:
         self.streams: StreamServicer | None = None
         self.hub: StreamHub | None = None
         self.audit: AuditLog | None = None
+        self.desk: OrderDesk | None = None
         self.metrics = GatewayMetrics()
         self.serving = False
         self._stack = AsyncExitStack()
@@ -112,6 +114,8 @@ class Gateway:
             limiter=RateLimiter(
                 public_rps=config["upstream.public_rps"],
                 private_rps=config["upstream.private_rps"],
+                trading_reserve=config["upstream.trading_reserve"],
+                margin_s=config["upstream.rate_margin_s"],
             ),
             observer=self.metrics.observe_upstream if config["metrics.enabled"] else None,
         )
@@ -124,6 +128,15 @@ class Gateway:
             pairs_ttl_s=config["upstream.pairs_ttl_s"],
         )
         self._start_streaming(config, session)
+        self.desk = OrderDesk(
+            self.upstream,
+            DeskSettings(
+                wallet_spelling=config["upstream.wallet_spelling"],
+                settle_s=config["trading.settle_s"],
+                clock_skew_s=config["trading.clock_skew_s"],
+                idempotency_window_s=config["trading.idempotency_window_s"],
+            ),
+        )
         if config["audit.path"]:
             self.audit = AuditLog(Path(config["audit.path"]))
             self.audit.check_writable()
@@ -134,7 +147,7 @@ class Gateway:
             streams=self.streams,  # type: ignore[arg-type]  # set by _start_streaming
             deadline_margin_s=config["upstream.deadline_margin_s"],
             default_timeout_s=config["upstream.timeout_s"],
-            wallet_spelling=config["upstream.wallet_spelling"],
+            desk=self.desk,
             audit=self.audit,
             status=self.state,
             gate=CallerGate(registry, config.default_account),
@@ -389,8 +402,19 @@ class Gateway:
         if self.streams is not None:
             self.streams.end_all(Draining())
         if self._server is not None:
-            await self._server.stop(grace)
-            self._server = None
+            server, self._server = self._server, None
+            stopping = asyncio.get_running_loop().create_task(server.stop(grace))
+            if self.desk is not None:
+                # order calls finish or reconcile within the grace; what is still running near
+                # its end is cut and answered ORDER_OUTCOME_UNKNOWN (and audited) before gRPC
+                # would cancel it with a bare "Cancelling all calls"
+                self.desk.begin_drain()
+                cut_margin = min(1.0, grace * 0.2)
+                if not await self.desk.wait_idle(grace - cut_margin):
+                    log.warning("drain: cutting %d order calls", self.desk.in_flight)
+                    self.desk.cut()
+                    await self.desk.wait_idle(cut_margin * 0.8)
+            await stopping
         await self._stack.aclose()
 
 

@@ -53,6 +53,13 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise ValueError("must be in [0, 1)")
+    return value
+
+
 def _non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         value = kind(text)
@@ -109,7 +116,24 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "upstream.public_cache_ttl_s", 0.25, _non_negative(float), "public micro-cache (0=off)"
     ),
     Setting("upstream.public_rps", 100.0, _non_negative(float), "public calls/s limit (0 = off)"),
-    Setting("upstream.private_rps", 2.0, _non_negative(float), "private calls/s/account (0 = off)"),
+    Setting(
+        "upstream.private_rps",
+        2.0,
+        _non_negative(float),
+        "private calls/s/account, never exceeded in any sliding window (0 = off)",
+    ),
+    Setting(
+        "upstream.trading_reserve",
+        0.5,
+        _fraction,
+        "share of each account's window only orders and cancels may use",
+    ),
+    Setting(
+        "upstream.rate_margin_s",
+        0.1,
+        _non_negative(float),
+        "added to the 1 s window against network jitter",
+    ),
     Setting("ws.max_topics_per_connection", 20, _positive(int), "upstream topics per connection"),
     Setting("ws.linger_s", 2.0, _non_negative(float), "keep an unused topic this long"),
     Setting("ws.stale_after_s", 45.0, _positive(float), "silence that marks a socket dead"),
@@ -134,6 +158,24 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("metrics.enabled", True, _bool, "serve Prometheus metrics"),
     Setting("metrics.host", "127.0.0.1", str, "Prometheus listen address"),
     Setting("health.interval_s", 5.0, _positive(float), "upstream health probe period"),
+    Setting(
+        "trading.settle_s",
+        1.0,
+        _non_negative(float),
+        "after an ambiguous failure, an order absent this long after is 'not placed'",
+    ),
+    Setting(
+        "trading.clock_skew_s",
+        5.0,
+        _non_negative(float),
+        "tolerated gateway/ALP clock difference when matching orders by time",
+    ),
+    Setting(
+        "trading.idempotency_window_s",
+        86400.0,
+        _positive(float),
+        "how long a client_order_id names its intent",
+    ),
     Setting("drain.grace_s", 10.0, _non_negative(float), "in-flight calls finish within this"),
     Setting("log.level", "INFO", str, "logging level"),
     Setting("log.format", "text", _log_format, "log line format: text or json"),

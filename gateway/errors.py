@@ -13,7 +13,9 @@
     │   ├── UpstreamTimeout      no answer within the deadline            -> DEADLINE_EXCEEDED
     │   ├── UpstreamProtocolError ALP answered something we cannot parse  -> INTERNAL (logged)
     │   └── AuthFailed           /auth refused the configured key         -> UNAUTHENTICATED
-    ├── OrderOutcomeUnknown      PlaceOrder failed ambiguously and reconciliation could not decide
+    ├── OrderOutcomeUnknown      an order call failed ambiguously and ALP's lists could not decide
+    │                                                                      -> FAILED_PRECONDITION
+    ├── OrderNotPlaced           failed, and ALP verifiably holds no such order -> the cause's status
     ├── StreamError
     │   ├── SlowConsumer         a lossless stream overflowed its queue   -> RESOURCE_EXHAUSTED
     │   ├── Draining             the gateway is shutting down             -> UNAVAILABLE
@@ -125,11 +127,32 @@ class AuthFailed(UpstreamError):
 
 
 class OrderOutcomeUnknown(GatewayError):
-    def __init__(self, client_order_id: str) -> None:
-        super().__init__(
-            f"order with client_order_id {client_order_id!r} may or may not exist upstream"
-        )
+    """Whether the order exists could not be decided (several candidates, or no time to look).
+
+    Not UNAVAILABLE and not RESOURCE_EXHAUSTED, which clients retry blindly: a retry with the same
+    client_order_id is safe (it looks again, never sends), a retry without one may double it.
+    """
+
+    def __init__(
+        self, client_order_id: str, candidates: tuple[int, ...] = (), why: str = ""
+    ) -> None:
+        text = f"order outcome unknown ({why or 'ambiguous failure'})"
+        if candidates:
+            text += f"; candidate order ids {', '.join(map(str, candidates[:20]))}"
+        super().__init__(text)
         self.client_order_id = client_order_id
+        self.candidates = candidates
+        self.why = why
+
+
+class OrderNotPlaced(GatewayError):
+    """The call failed and reconciliation verified that ALP holds no such order: safe to retry."""
+
+    def __init__(self, cause: GatewayError, *, reason: str = "ORDER_NOT_PLACED") -> None:
+        what = "no order was placed" if reason == "ORDER_NOT_PLACED" else "nothing was cancelled"
+        super().__init__(f"{cause}; verified: {what}")
+        self.cause = cause
+        self.reason = reason
 
 
 class StreamError(GatewayError):

@@ -380,16 +380,20 @@ def parse_cancel_result(payload: object) -> list[models.CancelOutcome]:
             order_id = int(str(key))
         except ValueError:
             raise UpstreamProtocolError(f"DELETE /trading/order: key {key!r} is no id") from None
-        text = "" if value is None else str(value)
-        upper = text.strip().upper()
-        if upper in ("CANCELLED", "CANCELED", "PARTIAL_CANCELED", "PARTIAL_CANCELLED"):
-            result = models.CancelResult.CANCELLED
-        elif "NOT FOUND" in upper or "NOT_FOUND" in upper:
-            result = models.CancelResult.NOT_FOUND
-        else:
-            result = models.CancelResult.OTHER
-        outcomes.append(models.CancelOutcome(order_id, text, result))
+        outcomes.append(cancel_outcome_of(order_id, "" if value is None else str(value)))
     return outcomes
+
+
+def cancel_outcome_of(order_id: int, text: str) -> models.CancelOutcome:
+    """A per-order cancel answer (or an order status read back after an ambiguous cancel)."""
+    upper = text.strip().upper()
+    if upper in ("CANCELLED", "CANCELED", "PARTIAL_CANCELED", "PARTIAL_CANCELLED"):
+        result = models.CancelResult.CANCELLED
+    elif "NOT FOUND" in upper or "NOT_FOUND" in upper:
+        result = models.CancelResult.NOT_FOUND
+    else:
+        result = models.CancelResult.OTHER
+    return models.CancelOutcome(order_id, text, result)
 
 
 def parse_error_body(

@@ -1,20 +1,26 @@
-"""Client-side rate limits toward ALP: one bucket for public calls, one per account for private ones."""
+"""Client-side rate limits toward ALP: one window for public calls, one per account for private."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 
-from gateway.core.rate_limit import TokenBucket
+from gateway.core.rate_limit import Lane, SlidingWindow
 from gateway.errors import RateLimited
+
+# After a 429 or while higher lanes wait, re-check at least this often.
+_RECHECK_S = 0.02
 
 
 class RateLimiter:
-    """Waits for a token when the wait fits the caller's deadline, else raises RateLimited.
+    """Waits for a slot when the wait fits the caller's deadline, else raises RateLimited.
 
     Defaults follow API-NOTES (v1's published limits: 100/s per IP public, 2/s per account private);
-    a rate of 0 disables a bucket. `waits` counts calls that had to wait (metrics).
+    a rate of 0 disables a window. Reads yield to waiting orders and reconciliations of the same
+    account. After a 429 the pool pauses for Retry-After; the waiters then resume through the
+    window, so ALP sees at most its limit, never the whole queue at once.
     """
 
     def __init__(
@@ -22,30 +28,37 @@ class RateLimiter:
         *,
         public_rps: float,
         private_rps: float,
+        trading_reserve: float = 0.5,
+        margin_s: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._public = TokenBucket(public_rps, max(1.0, public_rps))
+        self._public = SlidingWindow.for_rate(public_rps, margin_s=margin_s)
         self._private_rps = private_rps
-        self._private: dict[str, TokenBucket] = {}
+        self._trading_reserve = trading_reserve
+        self._margin_s = margin_s
+        self._private: dict[str, SlidingWindow] = {}
         self._paused_until: dict[str | None, float] = {}
+        self._waiting: dict[str | None, Counter[Lane]] = {}
         self._clock = clock
         self.waits = 0
         self.rejections = 0
         self.pauses = 0
 
-    def _bucket(self, account: str | None) -> TokenBucket:
+    def _window(self, account: str | None) -> SlidingWindow:
         if account is None:
             return self._public
-        bucket = self._private.get(account)
-        if bucket is None:
-            bucket = TokenBucket(self._private_rps, max(1.0, self._private_rps))
-            self._private[account] = bucket
-        return bucket
+        window = self._private.get(account)
+        if window is None:
+            window = SlidingWindow.for_rate(
+                self._private_rps, margin_s=self._margin_s, trade_share=self._trading_reserve
+            )
+            self._private[account] = window
+        return window
 
     def headroom(self) -> dict[str, float]:
         now = self._clock()
         room = {"public": self._public.headroom(now)}
-        room.update({f"account:{n}": b.headroom(now) for n, b in self._private.items()})
+        room.update({f"account:{n}": w.headroom(now) for n, w in self._private.items()})
         return room
 
     def pause(self, account: str | None, seconds: float) -> None:
@@ -55,26 +68,34 @@ class RateLimiter:
             self._paused_until[account] = until
             self.pauses += 1
 
-    async def acquire(self, account: str | None, deadline: float) -> None:
-        paused = self._paused_until.get(account, 0.0) - self._clock()
-        if paused > 0:
-            if self._clock() + paused >= deadline:
-                self.rejections += 1
-                raise RateLimited("public" if account is None else f"account:{account}", paused)
-            self.waits += 1
-            await asyncio.sleep(paused)
-        bucket = self._bucket(account)
-        now = self._clock()
-        wait = bucket.reserve(now)
-        if wait <= 0:
-            return
-        if now + wait >= deadline:
-            bucket.cancel()
-            self.rejections += 1
-            raise RateLimited("public" if account is None else f"account:{account}", wait)
-        self.waits += 1
+    def _outranked(self, account: str | None, lane: Lane) -> bool:
+        waiting = self._waiting.get(account)
+        return waiting is not None and any(n > 0 for k, n in waiting.items() if k > lane)
+
+    async def acquire(self, account: str | None, deadline: float, lane: Lane = Lane.READ) -> None:
+        window = self._window(account)
+        waiting = self._waiting.setdefault(account, Counter())
+        counted = False
+        waiting[lane] += 1
         try:
-            await asyncio.sleep(wait)
-        except asyncio.CancelledError:
-            bucket.cancel()
-            raise
+            while True:
+                now = self._clock()
+                wait = max(
+                    self._paused_until.get(account, 0.0) - now,
+                    window.wait(now, lane),
+                )
+                if wait <= 0 and self._outranked(account, lane):
+                    wait = _RECHECK_S
+                if wait <= 0:
+                    window.record(now)
+                    return
+                if now + wait >= deadline:
+                    self.rejections += 1
+                    pool = "public" if account is None else f"account:{account}"
+                    raise RateLimited(pool, wait)
+                if not counted:
+                    self.waits += 1
+                    counted = True
+                await asyncio.sleep(wait)
+        finally:
+            waiting[lane] -= 1

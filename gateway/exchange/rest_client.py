@@ -14,6 +14,7 @@ import aiohttp
 
 from gateway.core.backoff import backoff_delay
 from gateway.core.json_codec import loads_exact
+from gateway.core.rate_limit import Lane
 from gateway.core.rest_parsing import parse_error_body
 from gateway.core.rest_requests import RestRequest
 from gateway.core.rest_requests import auth as auth_request
@@ -127,12 +128,14 @@ class RestClient:
         account: AccountSession | None = None,
         deadline: float | None = None,
         request_id: str = "",
+        lane: Lane = Lane.READ,
     ) -> Any:
         """Perform `request`; returns the parsed JSON (Decimals for fractions) or None for no body."""
         if request.private and account is None:
             raise ValueError(f"{request.path} is private and needs an account")
         deadline = deadline if deadline is not None else self._clock() + self._default_timeout
-        await self._limiter.acquire(account.name if request.private and account else None, deadline)
+        pool = account.name if request.private and account else None
+        await self._limiter.acquire(pool, deadline, lane)
         attempts = self._retry.attempts if request.idempotent else 1
         reauthenticated = False
         attempt = 0

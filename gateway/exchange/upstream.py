@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.core import rest_parsing, rest_requests
+from gateway.core.rate_limit import Lane
 from gateway.core.rest_requests import RestRequest
 from gateway.core.validation import PairRules
 from gateway.errors import UnknownAccount, UpstreamError
@@ -96,9 +97,10 @@ class Upstream:
         *,
         deadline: float,
         request_id: str = "",
+        lane: Lane = Lane.READ,
     ) -> Any:
         return await self.client.call(
-            request, account=account, deadline=deadline, request_id=request_id
+            request, account=account, deadline=deadline, request_id=request_id, lane=lane
         )
 
     async def pair_rules(self, pair: str, *, deadline: float) -> PairRules | None:

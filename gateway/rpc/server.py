@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.audit import AuditLog
 from gateway.errors import ConfigError
+from gateway.exchange.order_desk import OrderDesk
 from gateway.exchange.upstream import Upstream
 from gateway.rpc.account import AccountServicer
 from gateway.rpc.barrier import ErrorBarrier, Gate, RpcObserver
@@ -102,7 +103,7 @@ def build_server(
     *,
     deadline_margin_s: float,
     default_timeout_s: float,
-    wallet_spelling: str,
+    desk: OrderDesk,
     streams: StreamServicer,
     audit: AuditLog | None = None,
     status: Callable[[], GatewayState] | None = None,
@@ -128,7 +129,7 @@ def build_server(
         AccountServicer(upstream, **timing), server
     )
     trading_pb2_grpc.add_TradingServiceServicer_to_server(
-        TradingServicer(upstream, wallet_spelling=wallet_spelling, audit=audit, **timing), server
+        TradingServicer(upstream, desk=desk, audit=audit, **timing), server
     )
     if status is not None:
         gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(

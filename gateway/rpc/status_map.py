@@ -153,13 +153,25 @@ def map_error(exc: errors.GatewayError) -> MappedError:
         )
     if isinstance(exc, errors.OrderOutcomeUnknown):
         return MappedError(
-            grpc.StatusCode.UNAVAILABLE,
-            str(exc) + "; check ListOrders before retrying",
+            grpc.StatusCode.FAILED_PRECONDITION,
+            str(exc) + "; retry with the same client_order_id or check ListOrders",
             [
                 _error_info(
-                    "ORDER_OUTCOME_UNKNOWN", GATEWAY_DOMAIN, client_order_id=exc.client_order_id
+                    "ORDER_OUTCOME_UNKNOWN",
+                    GATEWAY_DOMAIN,
+                    client_order_id=exc.client_order_id[:64],
+                    candidate_order_ids=",".join(map(str, exc.candidates[:20])),
+                    why=exc.why[:100],
                 )
             ],
+        )
+    if isinstance(exc, errors.OrderNotPlaced):
+        cause = map_error(exc.cause)
+        kept = [d for d in cause.details if not isinstance(d, error_details_pb2.ErrorInfo)]
+        return MappedError(
+            cause.code,
+            f"{cause.message}; verified by ALP's order list: {str(exc).rpartition(': ')[2]}",
+            [_error_info(exc.reason, GATEWAY_DOMAIN), *kept],
         )
     if isinstance(exc, errors.Unauthenticated):
         return MappedError(grpc.StatusCode.UNAUTHENTICATED, str(exc))

@@ -18,6 +18,9 @@ class FaultSettings:
     error_rate: float = 0.0  # fraction of REST requests answered with `error_status`
     error_status: int = 503
     error_path_prefix: str = ""  # only requests whose path starts with this ("" = all)
+    # the error (or a connection reset) comes AFTER the request was applied: the change happened
+    error_after_apply: bool = False
+    reset_after_apply: bool = False  # answer nothing and drop the connection (paths as errors)
     rate_limit_per_s: float = 0.0  # per API key (private calls); 0 = off
     token_lifetime_s: float | None = None  # overrides the configured lifetime
     seed: int = 1
@@ -75,6 +78,7 @@ class SandboxStats:
     ws_auth_commands: int = 0
     ws_closed_slow: int = 0
     injected_errors: int = 0
+    rate_limited: int = 0  # 429s from the per-key rate limit (not injected ones)
     topics_by_connection: dict[int, set[str]] = field(default_factory=dict)
     # (monotonic time, method, path) of the latest REST requests, for rate measurements
     request_log: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=10000))

@@ -121,6 +121,8 @@ class Sandbox:
             return error(400, "1002", "body too large")
         except web.HTTPException:
             raise
+        except ConnectionResetError:
+            return web.Response(status=499)  # the client left before its body arrived
         except Exception:
             log.exception("sandbox bug while handling %s %s", request.method, request.path)
             return error(500, "3004", "internal error")
@@ -137,26 +139,42 @@ class Sandbox:
         faults = self.faults
         delayed = faults.delays(path)
         if faults.delay_s and delayed:
+            # a request ALP holds was received whole: it is applied even if the client gives up
+            await request.read()
             await asyncio.sleep(faults.delay_s)
-        if faults.should_fail(path):
-            self.stats.injected_errors += 1
-            status = faults.error_status
-            headers = {"Retry-After": "1"} if status in (429, 503) else None
-            codes = {
-                429: "TOO_MANY_REQUESTS",
-                502: "BAD_GATEWAY",
-                503: "3003",
-                504: "GATEWAY_TIMEOUT",
-            }
-            return error(status, codes.get(status, "3004"), "injected fault", headers)
+        failing = faults.should_fail(path) or (
+            faults.reset_after_apply and path.startswith("/api/v3" + faults.error_path_prefix)
+        )
+        if failing and not (faults.error_after_apply or faults.reset_after_apply):
+            return self._injected_error()
         if faults.rate_limit_per_s and request.headers.get("Authorization"):
             key = request.headers["Authorization"][-16:]
             if not self._limiter.allow(key, faults.rate_limit_per_s, time.monotonic()):
+                self.stats.rate_limited += 1
                 return error(429, "TOO_MANY_REQUESTS", "rate limit exceeded", {"Retry-After": "1"})
         response = await handler(request)
         if faults.delay_after_s and delayed:
             await asyncio.sleep(faults.delay_after_s)
+        if failing and faults.reset_after_apply:
+            self.stats.injected_errors += 1
+            if request.transport is not None:
+                request.transport.abort()  # applied, and the answer never leaves
+            return response
+        if failing:
+            return self._injected_error()
         return response
+
+    def _injected_error(self) -> web.Response:
+        self.stats.injected_errors += 1
+        status = self.faults.error_status
+        headers = {"Retry-After": "1"} if status in (429, 503) else None
+        codes = {
+            429: "TOO_MANY_REQUESTS",
+            502: "BAD_GATEWAY",
+            503: "3003",
+            504: "GATEWAY_TIMEOUT",
+        }
+        return error(status, codes.get(status, "3004"), "injected fault", headers)
 
     async def _get_faults(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.faults.public())  # admin, not an ALP shape

@@ -84,7 +84,8 @@ def test_alp_errors(error: errors.UpstreamHttpError, code: grpc.StatusCode, retr
         (errors.PermissionDenied("no", scope="trade"), grpc.StatusCode.PERMISSION_DENIED),
         (errors.Unauthenticated("who"), grpc.StatusCode.UNAUTHENTICATED),
         (errors.AuditUnavailable("disk full"), grpc.StatusCode.UNAVAILABLE),
-        (errors.OrderOutcomeUnknown("cid"), grpc.StatusCode.UNAVAILABLE),
+        (errors.OrderOutcomeUnknown("cid"), grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.OrderNotPlaced(errors.UpstreamTimeout("t")), grpc.StatusCode.DEADLINE_EXCEEDED),
     ],
 )
 def test_gateway_errors(error: errors.GatewayError, code: grpc.StatusCode) -> None:

@@ -63,9 +63,9 @@ async def test_place_limit_order_reserves_exactly_and_lists(
     assert Decimal(order.price) == Decimal("20000.01") and Decimal(order.amount) == Decimal("0.1")
 
 
-async def test_gateway_generates_client_order_id(channel: grpc.aio.Channel) -> None:
+async def test_no_client_order_id_is_invented(channel: grpc.aio.Channel) -> None:
     reply = await trading(channel).PlaceOrder(limit(BUY, "0.01", "20000"))
-    assert reply.client_order_id.startswith("gw-")
+    assert reply.client_order_id == "" and reply.order_id > 0
 
 
 async def test_cancel_by_ids_maps_outcomes(channel: grpc.aio.Channel) -> None:

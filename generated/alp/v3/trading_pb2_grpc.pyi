@@ -45,15 +45,37 @@ class TradingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> TradingServiceAsyncStub: ...
     PlaceOrder: _grpc.UnaryUnaryMultiCallable[_trading_pb2.PlaceOrderRequest, _trading_pb2.PlaceOrderResponse]
-    """Place one order. ALP: POST /api/v3/trading/order.
+    """Place one order. ALP: POST /api/v3/trading/order. Never sent twice by the gateway.
 
-    Never retried blindly. If the outcome is ambiguous (timeout, connection lost after sending), the
-    gateway looks the order up by its client_order_id in the account's recent orders before
-    answering: the caller gets the order id if it exists, and an error only if it does not.
-    If the caller sets no client_order_id the gateway generates one and returns it.
+    Every call ends in one of three documented outcomes:
+    1. Placed: the response. `reconciled` is true when ALP's answer was lost (timeout, reset, 5xx)
+       and the gateway found the order in ALP's order list (same pair, side, type, wallet,
+       amount and prices, newer than the newest order known before sending).
+    2. Verified not placed: the original error (e.g. DEADLINE_EXCEEDED, UNAVAILABLE) with
+       google.rpc.ErrorInfo reason ORDER_NOT_PLACED (domain gateway.alp.internal): ALP's order
+       list, read after the settle time, holds no such order. Safe to retry.
+    3. Unknown: FAILED_PRECONDITION with ErrorInfo reason ORDER_OUTCOME_UNKNOWN, metadata
+       `candidate_order_ids` (comma-separated, may be empty) and `client_order_id`. Several
+       orders matched, or the lookup could not finish within the deadline. Do not retry without
+       a client_order_id; retrying WITH the same client_order_id is safe (it only looks again).
+       Calls cut by a gateway shutdown end this way too.
+
+    Idempotency: `client_order_id` identifies the caller's intent for 24 h (per caller and
+    account). A retry with the same id returns the first attempt's result, waits while it runs,
+    or repeats the unknown answer (looking again first); it never places a second order. The
+    same id with other order parameters is INVALID_ARGUMENT. A request refused by validation
+    stores nothing. ALP does not return client_order_id in its order list, so reconciliation
+    matches on the order's parameters; the id is sent to ALP only when the caller set one.
+
+    While the gateway drains, new calls get UNAVAILABLE "gateway draining" (nothing was sent).
     """
     CancelOrders: _grpc.UnaryUnaryMultiCallable[_trading_pb2.CancelOrdersRequest, _trading_pb2.CancelOrdersResponse]
-    """Cancel orders by id, all orders, or all orders of one pair. ALP: DELETE /api/v3/trading/order."""
+    """Cancel orders by id, all orders, or all orders of one pair. ALP: DELETE /api/v3/trading/order.
+    An ambiguous failure is settled from ALP's order list like PlaceOrder: the orders' listed
+    statuses (`reconciled` = true); or the original error with ErrorInfo reason
+    CANCEL_NOT_APPLIED (they are still open; repeating a cancel is harmless); or
+    FAILED_PRECONDITION ORDER_OUTCOME_UNKNOWN when the list could not settle it in time.
+    """
 
 @_typing.type_check_only
 class TradingServiceAsyncStub(TradingServiceStub):
@@ -69,15 +91,37 @@ class TradingServiceAsyncStub(TradingServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     PlaceOrder: _aio.UnaryUnaryMultiCallable[_trading_pb2.PlaceOrderRequest, _trading_pb2.PlaceOrderResponse]  # type: ignore[assignment]
-    """Place one order. ALP: POST /api/v3/trading/order.
+    """Place one order. ALP: POST /api/v3/trading/order. Never sent twice by the gateway.
 
-    Never retried blindly. If the outcome is ambiguous (timeout, connection lost after sending), the
-    gateway looks the order up by its client_order_id in the account's recent orders before
-    answering: the caller gets the order id if it exists, and an error only if it does not.
-    If the caller sets no client_order_id the gateway generates one and returns it.
+    Every call ends in one of three documented outcomes:
+    1. Placed: the response. `reconciled` is true when ALP's answer was lost (timeout, reset, 5xx)
+       and the gateway found the order in ALP's order list (same pair, side, type, wallet,
+       amount and prices, newer than the newest order known before sending).
+    2. Verified not placed: the original error (e.g. DEADLINE_EXCEEDED, UNAVAILABLE) with
+       google.rpc.ErrorInfo reason ORDER_NOT_PLACED (domain gateway.alp.internal): ALP's order
+       list, read after the settle time, holds no such order. Safe to retry.
+    3. Unknown: FAILED_PRECONDITION with ErrorInfo reason ORDER_OUTCOME_UNKNOWN, metadata
+       `candidate_order_ids` (comma-separated, may be empty) and `client_order_id`. Several
+       orders matched, or the lookup could not finish within the deadline. Do not retry without
+       a client_order_id; retrying WITH the same client_order_id is safe (it only looks again).
+       Calls cut by a gateway shutdown end this way too.
+
+    Idempotency: `client_order_id` identifies the caller's intent for 24 h (per caller and
+    account). A retry with the same id returns the first attempt's result, waits while it runs,
+    or repeats the unknown answer (looking again first); it never places a second order. The
+    same id with other order parameters is INVALID_ARGUMENT. A request refused by validation
+    stores nothing. ALP does not return client_order_id in its order list, so reconciliation
+    matches on the order's parameters; the id is sent to ALP only when the caller set one.
+
+    While the gateway drains, new calls get UNAVAILABLE "gateway draining" (nothing was sent).
     """
     CancelOrders: _aio.UnaryUnaryMultiCallable[_trading_pb2.CancelOrdersRequest, _trading_pb2.CancelOrdersResponse]  # type: ignore[assignment]
-    """Cancel orders by id, all orders, or all orders of one pair. ALP: DELETE /api/v3/trading/order."""
+    """Cancel orders by id, all orders, or all orders of one pair. ALP: DELETE /api/v3/trading/order.
+    An ambiguous failure is settled from ALP's order list like PlaceOrder: the orders' listed
+    statuses (`reconciled` = true); or the original error with ErrorInfo reason
+    CANCEL_NOT_APPLIED (they are still open; repeating a cancel is harmless); or
+    FAILED_PRECONDITION ORDER_OUTCOME_UNKNOWN when the list could not settle it in time.
+    """
 
 class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Order entry. Requests are validated completely before anything reaches ALP (required fields per
@@ -96,12 +140,29 @@ class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _trading_pb2.PlaceOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_trading_pb2.PlaceOrderResponse, _abc.Awaitable[_trading_pb2.PlaceOrderResponse]]:
-        """Place one order. ALP: POST /api/v3/trading/order.
+        """Place one order. ALP: POST /api/v3/trading/order. Never sent twice by the gateway.
 
-        Never retried blindly. If the outcome is ambiguous (timeout, connection lost after sending), the
-        gateway looks the order up by its client_order_id in the account's recent orders before
-        answering: the caller gets the order id if it exists, and an error only if it does not.
-        If the caller sets no client_order_id the gateway generates one and returns it.
+        Every call ends in one of three documented outcomes:
+        1. Placed: the response. `reconciled` is true when ALP's answer was lost (timeout, reset, 5xx)
+           and the gateway found the order in ALP's order list (same pair, side, type, wallet,
+           amount and prices, newer than the newest order known before sending).
+        2. Verified not placed: the original error (e.g. DEADLINE_EXCEEDED, UNAVAILABLE) with
+           google.rpc.ErrorInfo reason ORDER_NOT_PLACED (domain gateway.alp.internal): ALP's order
+           list, read after the settle time, holds no such order. Safe to retry.
+        3. Unknown: FAILED_PRECONDITION with ErrorInfo reason ORDER_OUTCOME_UNKNOWN, metadata
+           `candidate_order_ids` (comma-separated, may be empty) and `client_order_id`. Several
+           orders matched, or the lookup could not finish within the deadline. Do not retry without
+           a client_order_id; retrying WITH the same client_order_id is safe (it only looks again).
+           Calls cut by a gateway shutdown end this way too.
+
+        Idempotency: `client_order_id` identifies the caller's intent for 24 h (per caller and
+        account). A retry with the same id returns the first attempt's result, waits while it runs,
+        or repeats the unknown answer (looking again first); it never places a second order. The
+        same id with other order parameters is INVALID_ARGUMENT. A request refused by validation
+        stores nothing. ALP does not return client_order_id in its order list, so reconciliation
+        matches on the order's parameters; the id is sent to ALP only when the caller set one.
+
+        While the gateway drains, new calls get UNAVAILABLE "gateway draining" (nothing was sent).
         """
 
     @_abc_1.abstractmethod
@@ -110,6 +171,11 @@ class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _trading_pb2.CancelOrdersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_trading_pb2.CancelOrdersResponse, _abc.Awaitable[_trading_pb2.CancelOrdersResponse]]:
-        """Cancel orders by id, all orders, or all orders of one pair. ALP: DELETE /api/v3/trading/order."""
+        """Cancel orders by id, all orders, or all orders of one pair. ALP: DELETE /api/v3/trading/order.
+        An ambiguous failure is settled from ALP's order list like PlaceOrder: the orders' listed
+        statuses (`reconciled` = true); or the original error with ErrorInfo reason
+        CANCEL_NOT_APPLIED (they are still open; repeating a cancel is harmless); or
+        FAILED_PRECONDITION ORDER_OUTCOME_UNKNOWN when the list could not settle it in time.
+        """
 
 def add_TradingServiceServicer_to_server(servicer: TradingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

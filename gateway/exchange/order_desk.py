@@ -1,0 +1,434 @@
+"""OrderDesk: every order call ends placed-and-told, verified-absent, or explicitly unknown.
+
+- Idempotency: a caller's client_order_id names one intent (gateway.core.idempotency); a retry
+  waits for, replays or re-checks the first attempt and never sends a second order.
+- Reconciliation: on an ambiguous failure (timeout, reset after sending, any 5xx, a call cut by
+  the drain) the desk reads `GET /accounts/order` in its own rate lane and inside the part of the
+  caller's deadline it held back, and decides by what ALP lists (gateway.core.reconcile).
+- Drain: `begin_drain` refuses new order calls; calls still running when `cut` comes are stopped
+  and answered ORDER_OUTCOME_UNKNOWN, never with a generic cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from gateway.core import rest_parsing, rest_requests
+from gateway.core.idempotency import DEFAULT_WINDOW_S, Decision, IdempotencyStore, Key, fingerprint
+from gateway.core.models import Order
+from gateway.core.rate_limit import Lane
+from gateway.core.reconcile import Mark, Verdict, lookup, newest_id
+from gateway.core.validation import CancelByIds, CancelTarget, OrderSpec
+from gateway.errors import (
+    Draining,
+    OrderNotPlaced,
+    OrderOutcomeUnknown,
+    RateLimited,
+    UpstreamError,
+    UpstreamHttpError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    ValidationError,
+)
+from gateway.exchange.rest_client import AccountSession
+from gateway.exchange.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+CLAIMED_PER_ACCOUNT = 10_000  # ids answered to callers, never a candidate for another intent
+OPEN_STATUSES = frozenset({"OPEN", "PENDING", "PARTIAL_FILLED"})
+LAST_LOOKUP_S = 0.3  # time a final lookup needs before the caller's deadline
+
+
+def is_ambiguous(exc: UpstreamError) -> bool:
+    """True when ALP may have applied a non-idempotent call although it failed."""
+    if isinstance(exc, UpstreamTimeout):
+        return True
+    if isinstance(exc, UpstreamUnavailable):
+        return exc.maybe_sent
+    return isinstance(exc, UpstreamHttpError) and exc.http_status >= 500
+
+
+@dataclass(frozen=True)
+class DeskSettings:
+    wallet_spelling: str = "docs"
+    settle_s: float = 1.0  # ALP applies a request within this of giving up on it, or never
+    reconcile_share: float = 0.3  # of the caller's remaining time held back for the lookup
+    reconcile_min_s: float = 0.5
+    reconcile_max_s: float = 3.0
+    lookup_pause_s: float = 0.25
+    clock_skew_s: float = 5.0
+    idempotency_window_s: float = DEFAULT_WINDOW_S
+
+
+@dataclass(frozen=True)
+class Placed:
+    order_ids: tuple[int, ...]
+    reconciled: bool
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    payload: object  # ALP's answer (None for an empty 2xx)
+    reconciled_statuses: dict[int, str] | None = None  # order id -> status, when reconciled
+
+
+class OrderDesk:
+    def __init__(
+        self,
+        upstream: Upstream,
+        settings: DeskSettings = DeskSettings(),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._upstream = upstream
+        self._settings = settings
+        self._clock = clock
+        self._wall = wall
+        self.store = IdempotencyStore(settings.idempotency_window_s)
+        self._changed: dict[Key, asyncio.Event] = {}
+        self._newest: dict[str, int] = {}
+        self._claimed: dict[str, deque[int]] = {}
+        self._running: set[asyncio.Task[object]] = set()
+        self._listings: dict[str, asyncio.Future[tuple[list[Order], float]]] = {}
+        self._draining = False
+        self._cutting = False
+        self.reconciliations = 0
+        self.replays = 0
+
+    # -- drain -------------------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def begin_drain(self) -> None:
+        self._draining = True
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=max(0.0, timeout_s))
+        return not self._running
+
+    def cut(self) -> None:
+        """Stop every order call still running; each answers ORDER_OUTCOME_UNKNOWN."""
+        self._cutting = True
+        for task in tuple(self._running):
+            task.cancel()
+
+    @contextlib.asynccontextmanager
+    async def _tracked(self) -> AsyncIterator[None]:
+        if self._draining:
+            raise Draining()
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            yield
+        finally:
+            self._running.discard(task)
+
+    def _was_cut(self) -> bool:
+        task = asyncio.current_task()
+        if self._cutting and task is not None and task.cancelling():
+            task.uncancel()
+            return True
+        return False
+
+    # -- PlaceOrder ----------------------------------------------------------------------------------
+    async def place(
+        self,
+        account: AccountSession,
+        spec: OrderSpec,
+        *,
+        caller: str,
+        deadline: float,
+        request_id: str,
+    ) -> Placed:
+        async with self._tracked():
+            key: Key | None = None
+            if spec.client_order_id is not None:
+                key = (caller, account.name, spec.client_order_id)
+            try:
+                return await self._place(account, spec, key, deadline, request_id)
+            except asyncio.CancelledError:
+                if not self._was_cut():
+                    raise
+                raise OrderOutcomeUnknown(
+                    spec.client_order_id or "", (), "gateway shut down mid-call"
+                ) from None
+
+    async def _place(
+        self,
+        account: AccountSession,
+        spec: OrderSpec,
+        key: Key | None,
+        deadline: float,
+        request_id: str,
+    ) -> Placed:
+        if key is None:
+            return await self._send(account, spec, None, deadline, request_id)
+        print_ = fingerprint(spec)
+        while True:
+            decision, intent = self.store.begin(key, print_, self._wall())
+            if decision is Decision.PROCEED:
+                return await self._send(account, spec, key, deadline, request_id)
+            if decision is Decision.CONFLICT:
+                raise ValidationError(
+                    "client_order_id", "already used for an order with other parameters"
+                )
+            if decision is Decision.REPLAY:
+                self.replays += 1
+                return Placed(intent.order_ids, intent.reconciled)
+            if decision is Decision.RECHECK:
+                mark = intent.extra.get("mark")
+                assert isinstance(mark, Mark)
+                return await self._recheck(account, spec, key, mark, deadline)
+            # WAIT: the first attempt is running; its end wakes us
+            event = self._changed.setdefault(key, asyncio.Event())
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise OrderOutcomeUnknown(key[2], (), "the first attempt is still running")
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                raise OrderOutcomeUnknown(
+                    key[2], (), "the first attempt is still running"
+                ) from None
+
+    def _signal(self, key: Key) -> None:
+        event = self._changed.pop(key, None)
+        if event is not None:
+            event.set()
+
+    async def _send(
+        self,
+        account: AccountSession,
+        spec: OrderSpec,
+        key: Key | None,
+        deadline: float,
+        request_id: str,
+    ) -> Placed:
+        mark = Mark(self._newest.get(account.name), self._wall(), self._settings.clock_skew_s)
+        if key is not None:
+            intent = self.store.get(key)
+            assert intent is not None
+            intent.extra["mark"] = mark
+        body = rest_requests.place_order(spec, wallet_spelling=self._settings.wallet_spelling)
+        cause: UpstreamError
+        try:
+            payload = await self._upstream.private(
+                account,
+                body,
+                deadline=self._send_deadline(deadline),
+                request_id=request_id,
+                lane=Lane.TRADE,
+            )
+        except UpstreamError as exc:
+            if not is_ambiguous(exc):
+                self._forget(key)  # ALP refused it, or it never left: a retry may place
+                raise
+            cause = exc
+        except BaseException:
+            self._unknown(key, ())  # cut by the drain, or a bug: never leave it in flight
+            raise
+        else:
+            try:
+                ids = tuple(rest_parsing.parse_place_order(payload))
+            except UpstreamProtocolError as exc:  # a 2xx we cannot read: it exists, which one?
+                cause = exc
+            else:
+                return self._placed(account, key, ids, reconciled=False)
+        log.warning(
+            "PlaceOrder on %s ambiguous (%s); reconciling", account.name, type(cause).__name__
+        )
+        try:
+            verdict, candidates = await self._look(account, spec, mark, deadline, self._clock())
+        except BaseException:
+            self._unknown(key, ())
+            raise
+        if verdict is Verdict.FOUND:
+            return self._placed(account, key, candidates, reconciled=True)
+        if verdict is Verdict.ABSENT:
+            self._forget(key)
+            raise OrderNotPlaced(cause) from cause
+        self._unknown(key, candidates)
+        why = "several matching orders" if candidates else "ALP's order list could not settle it"
+        raise OrderOutcomeUnknown(spec.client_order_id or "", candidates, why) from cause
+
+    def _send_deadline(self, deadline: float) -> float:
+        """Hold back part of the caller's time so an ambiguous failure can still be looked up."""
+        remaining = deadline - self._clock()
+        s = self._settings
+        reserve = min(s.reconcile_max_s, max(s.reconcile_min_s, remaining * s.reconcile_share))
+        return deadline - reserve if remaining > 2 * reserve else deadline
+
+    def _forget(self, key: Key | None) -> None:
+        if key is not None:
+            self.store.forget(key)
+            self._signal(key)
+
+    def _unknown(self, key: Key | None, candidates: tuple[int, ...]) -> None:
+        if key is not None and self.store.get(key) is not None:
+            self.store.unknown(key, candidates)
+            intent = self.store.get(key)
+            assert intent is not None
+            intent.extra["ended_at"] = self._clock()
+            self._signal(key)
+
+    def _placed(
+        self, account: AccountSession, key: Key | None, ids: tuple[int, ...], *, reconciled: bool
+    ) -> Placed:
+        claimed = self._claimed.setdefault(account.name, deque(maxlen=CLAIMED_PER_ACCOUNT))
+        claimed.extend(ids)
+        self._newest[account.name] = max(self._newest.get(account.name, 0), *ids)
+        if key is not None:
+            self.store.placed(key, ids, reconciled=reconciled)
+            self._signal(key)
+        return Placed(ids, reconciled)
+
+    async def _recheck(
+        self, account: AccountSession, spec: OrderSpec, key: Key, mark: Mark, deadline: float
+    ) -> Placed:
+        """A retry of an intent that ended unknown: look again; never send."""
+        intent = self.store.get(key)
+        assert intent is not None
+        ended_at = intent.extra.get("ended_at")
+        given_up_at = ended_at if isinstance(ended_at, float) else self._clock()
+        verdict, candidates = await self._look(account, spec, mark, deadline, given_up_at)
+        if verdict is Verdict.FOUND:
+            return self._placed(account, key, candidates, reconciled=True)
+        if verdict is Verdict.ABSENT:
+            self._forget(key)
+            raise OrderNotPlaced(
+                OrderOutcomeUnknown(key[2], (), "an earlier attempt failed ambiguously")
+            )
+        raise OrderOutcomeUnknown(key[2], candidates or intent.candidates, "still undecided")
+
+    async def _look(
+        self,
+        account: AccountSession,
+        spec: OrderSpec,
+        mark: Mark,
+        deadline: float,
+        given_up_at: float | None,
+    ) -> tuple[Verdict, tuple[int, ...]]:
+        """List ALP's orders until a verdict; INCOMPLETE when the deadline comes first.
+
+        "Absent" counts only for a listing started `settle_s` after the attempt was given up: a
+        request ALP is still holding may yet create the order. Concurrent lookups on one account
+        share each listing, so N ambiguous orders cost one request a round, not N.
+        """
+        self.reconciliations += 1
+        s = self._settings
+        settles_at = -1.0 if given_up_at is None else given_up_at + s.settle_s
+        while True:
+            try:
+                orders, started_at = await self._list_orders(account, deadline)
+            except (UpstreamError, RateLimited) as exc:  # never surfaced: the answer is "unknown"
+                log.warning("reconciliation lookup on %s failed: %s", account.name, exc)
+                return Verdict.INCOMPLETE, ()
+            claimed = set(self._claimed.get(account.name, ()))  # as of now, not as of the start
+            found = lookup(orders, spec, mark, claimed)
+            if found.verdict in (Verdict.FOUND, Verdict.SEVERAL):
+                return found.verdict, found.candidates
+            if found.verdict is Verdict.ABSENT and started_at >= settles_at:
+                return Verdict.ABSENT, ()
+            now = self._clock()
+            wake = max(now + s.lookup_pause_s, settles_at)
+            last_call = deadline - LAST_LOOKUP_S
+            if wake > last_call:
+                if now + s.lookup_pause_s > last_call:
+                    return Verdict.INCOMPLETE, ()
+                wake = last_call  # one more look before the deadline: a late order is found
+            await asyncio.sleep(wake - now)
+
+    async def _list_orders(
+        self, account: AccountSession, deadline: float
+    ) -> tuple[list[Order], float]:
+        """`GET /accounts/order` in the reconcile lane, shared by concurrent lookups."""
+        pending = self._listings.get(account.name)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[tuple[list[Order], float]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._listings[account.name] = future
+        started_at = self._clock()
+        try:
+            payload = await self._upstream.private(
+                account, rest_requests.orders(), deadline=deadline, lane=Lane.RECONCILE
+            )
+            orders = rest_parsing.parse_orders(payload)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # joiners may be gone: never "exception was never retrieved"
+            raise
+        finally:
+            self._listings.pop(account.name, None)
+        newest = newest_id(orders)
+        if newest is not None:
+            self._newest[account.name] = max(self._newest.get(account.name, 0), newest)
+        future.set_result((orders, started_at))
+        return orders, started_at
+
+    # -- CancelOrders --------------------------------------------------------------------------------
+    async def cancel(
+        self, account: AccountSession, target: CancelTarget, *, deadline: float, request_id: str
+    ) -> Cancelled:
+        async with self._tracked():
+            try:
+                payload = await self._upstream.private(
+                    account,
+                    rest_requests.cancel_orders(target),
+                    deadline=self._send_deadline(deadline),
+                    request_id=request_id,
+                    lane=Lane.TRADE,
+                )
+                return Cancelled(payload)
+            except asyncio.CancelledError:
+                if not self._was_cut():
+                    raise
+                raise OrderOutcomeUnknown("", (), "gateway shut down mid-cancel") from None
+            except UpstreamError as exc:
+                if not is_ambiguous(exc):
+                    raise
+                return await self._settle_cancel(account, target, exc, deadline)
+
+    async def _settle_cancel(
+        self, account: AccountSession, target: CancelTarget, cause: UpstreamError, deadline: float
+    ) -> Cancelled:
+        """Cancelling is safe to repeat; what matters is not to call failed what happened."""
+        given_up_at = self._clock()
+        while True:
+            try:
+                orders, started_at = await self._list_orders(account, deadline)
+            except (UpstreamError, RateLimited):
+                raise OrderOutcomeUnknown("", (), "cancel failed and the lookup too") from cause
+            wanted = _cancel_scope(orders, target)
+            if wanted is not None and not any(o.status_raw in OPEN_STATUSES for o in wanted):
+                return Cancelled(None, {o.id: o.status_raw for o in wanted})
+            if started_at >= given_up_at + self._settings.settle_s:
+                # still open: the cancel did not happen (repeating a cancel is harmless)
+                raise OrderNotPlaced(cause, reason="CANCEL_NOT_APPLIED") from cause
+            if self._clock() + self._settings.lookup_pause_s >= deadline:
+                raise OrderOutcomeUnknown("", (), "cancel outcome not settled in time") from cause
+            await asyncio.sleep(self._settings.lookup_pause_s)
+
+
+def _cancel_scope(orders: list[Order], target: CancelTarget) -> list[Order] | None:
+    """The listed orders a cancel concerned; None when some requested id is not listed."""
+    if isinstance(target, CancelByIds):
+        by_id = {o.id: o for o in orders}
+        if any(i not in by_id for i in target.ids):
+            return None
+        return [by_id[i] for i in target.ids]
+    pair = getattr(target, "pair", None)
+    return [o for o in orders if pair is None or o.pair == pair]
