@@ -97,13 +97,13 @@ def test_grpcurl_reflection_unary_stream_and_health(gateway_process: str) -> Non
             "-H",
             "x-alp-account: demo",
             "-d",
-            '{"pair": "BTC_USDT", "side": "ORDER_SIDE_BUY", '
+            '{"pair": "BTC_USDT", "side": "ORDER_SIDE_BUY", "client_order_id": "grpcurl-1", '
             '"limit": {"base_amount": "0.01", "limit_price": "1000.00"}}',
             gateway_process,
             "alp.v3.TradingService/PlaceOrder",
         )
     )
-    assert int(placed["order_id"]) > 0 and placed["client_order_id"].startswith("gw-")
+    assert int(placed["order_id"]) > 0 and placed["client_order_id"] == "grpcurl-1"
     health = json.loads(grpcurl(gateway_process, "grpc.health.v1.Health/Check"))
     assert health["status"] == "SERVING"
 
