@@ -1,16 +1,21 @@
-"""Errors to gRPC statuses: one table for ALP HTTP/ALP codes, rich details via google.rpc."""
+"""Errors to gRPC statuses: tables by exception class and ALP HTTP/ALP code, google.rpc details."""
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from gateway import errors
+
+log = logging.getLogger(__name__)
 
 ALP_DOMAIN: Final = "alp.com"
 GATEWAY_DOMAIN: Final = "gateway.alp.internal"
@@ -108,111 +113,183 @@ def _validation(exc: errors.ValidationError) -> MappedError:
     return MappedError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}", [request])
 
 
+def _auth_failed(exc: errors.AuthFailed) -> MappedError:
+    return MappedError(
+        grpc.StatusCode.UNAUTHENTICATED,
+        "ALP refused the gateway's API key for this account",
+        [_error_info(exc.code, http_status=str(exc.http_status), alp_message=exc.message[:500])],
+    )
+
+
+def _upstream_timeout(exc: errors.UpstreamTimeout) -> MappedError:
+    return MappedError(
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        "ALP did not answer within the deadline",
+        [_error_info("UPSTREAM_TIMEOUT", GATEWAY_DOMAIN)],
+    )
+
+
+def _upstream_unavailable(exc: errors.UpstreamUnavailable) -> MappedError:
+    return MappedError(
+        grpc.StatusCode.UNAVAILABLE,
+        f"ALP is unreachable: {exc}",
+        [_error_info("UPSTREAM_UNAVAILABLE", GATEWAY_DOMAIN), _retry_info(DEFAULT_RETRY_S)],
+    )
+
+
+def _upstream_protocol(exc: errors.UpstreamProtocolError) -> MappedError:
+    return MappedError(
+        grpc.StatusCode.INTERNAL,
+        "ALP answered in an unexpected format",
+        [_error_info("UPSTREAM_PROTOCOL", GATEWAY_DOMAIN)],
+    )
+
+
+def _rate_limited(exc: errors.RateLimited) -> MappedError:
+    return MappedError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"gateway rate limit {exc.bucket} reached",
+        [
+            _error_info("RATE_LIMITED", GATEWAY_DOMAIN, bucket=exc.bucket),
+            _retry_info(exc.retry_after),
+        ],
+    )
+
+
+def _order_outcome_unknown(exc: errors.OrderOutcomeUnknown) -> MappedError:
+    return MappedError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        str(exc) + "; retry with the same client_order_id or check ListOrders",
+        [
+            _error_info(
+                "ORDER_OUTCOME_UNKNOWN",
+                GATEWAY_DOMAIN,
+                client_order_id=exc.client_order_id[:64],
+                candidate_order_ids=",".join(map(str, exc.candidates[:20])),
+                why=exc.why[:100],
+            )
+        ],
+    )
+
+
+def _order_not_placed(exc: errors.OrderNotPlaced) -> MappedError:
+    cause = map_error(exc.cause)
+    kept = [d for d in cause.details if not isinstance(d, error_details_pb2.ErrorInfo)]
+    return MappedError(
+        cause.code,
+        f"{cause.message}; verified by ALP's order list: {str(exc).rpartition(': ')[2]}",
+        [_error_info(exc.reason, GATEWAY_DOMAIN), *kept],
+    )
+
+
+def _unauthenticated(exc: errors.Unauthenticated) -> MappedError:
+    return MappedError(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+
+
+def _permission_denied(exc: errors.PermissionDenied) -> MappedError:
+    details: list[object] = []
+    if exc.scope:
+        details.append(_error_info("MISSING_SCOPE", GATEWAY_DOMAIN, scope=exc.scope))
+    return MappedError(grpc.StatusCode.PERMISSION_DENIED, str(exc), details)
+
+
+def _unknown_account(exc: errors.UnknownAccount) -> MappedError:
+    return MappedError(
+        grpc.StatusCode.NOT_FOUND,
+        str(exc),
+        [_error_info("UNKNOWN_ACCOUNT", GATEWAY_DOMAIN, account=exc.account[:64])],
+    )
+
+
+def _slow_consumer(exc: errors.SlowConsumer) -> MappedError:
+    return MappedError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+
+
+def _audit_unavailable(exc: errors.AuditUnavailable) -> MappedError:
+    return MappedError(
+        grpc.StatusCode.UNAVAILABLE,
+        str(exc),
+        [_error_info("AUDIT_UNAVAILABLE", GATEWAY_DOMAIN), _retry_info(DEFAULT_RETRY_S)],
+    )
+
+
+def _topic_refused(exc: errors.TopicRefused) -> MappedError:
+    return MappedError(
+        grpc.StatusCode.NOT_FOUND if exc.not_found else grpc.StatusCode.INVALID_ARGUMENT,
+        str(exc),
+        [
+            _error_info(
+                "TOPIC_NOT_FOUND" if exc.not_found else "TOPIC_INVALID",
+                ALP_DOMAIN,
+                topic=exc.topic[:80],
+                alp_message=exc.alp_message[:200],
+            )
+        ],
+    )
+
+
+def _private_login_refused(exc: errors.PrivateLoginRefused) -> MappedError:
+    return MappedError(
+        grpc.StatusCode.UNAUTHENTICATED,
+        str(exc),
+        [_error_info("WS_LOGIN_REFUSED", ALP_DOMAIN, account=exc.account[:64])],
+    )
+
+
+def _draining(exc: errors.Draining) -> MappedError:
+    return MappedError(grpc.StatusCode.UNAVAILABLE, str(exc), [_retry_info(DEFAULT_RETRY_S)])
+
+
+def _internal(exc: errors.GatewayError) -> MappedError:
+    # A ConfigError reaching a caller is the gateway's fault; its text (a setting) is not theirs.
+    return MappedError(grpc.StatusCode.INTERNAL, "internal error")
+
+
+E = TypeVar("E", bound=errors.GatewayError)
+Row = tuple[type[errors.GatewayError], Callable[[Any], MappedError]]
+
+
+def _row(cls: type[E], mapper: Callable[[E], MappedError]) -> Row:
+    """A table row; the type checker proves that `mapper` takes exactly what `cls` is."""
+    return cls, mapper
+
+
+# Exception class -> its status, looked up along the raised class's MRO. One row per concrete class
+# of gateway/errors.py (tests/gateway/test_error_table.py walks the module and fails on a gap).
+ERROR_TABLE: Final[Mapping[type[errors.GatewayError], Callable[[Any], MappedError]]] = (
+    MappingProxyType(
+        dict(
+            [
+                _row(errors.ConfigError, _internal),
+                _row(errors.ValidationError, _validation),
+                _row(errors.Unauthenticated, _unauthenticated),
+                _row(errors.PermissionDenied, _permission_denied),
+                _row(errors.UnknownAccount, _unknown_account),
+                _row(errors.UpstreamHttpError, _upstream_http),
+                _row(errors.UpstreamUnavailable, _upstream_unavailable),
+                _row(errors.UpstreamTimeout, _upstream_timeout),
+                _row(errors.UpstreamProtocolError, _upstream_protocol),
+                _row(errors.AuthFailed, _auth_failed),
+                _row(errors.OrderOutcomeUnknown, _order_outcome_unknown),
+                _row(errors.OrderNotPlaced, _order_not_placed),
+                _row(errors.SlowConsumer, _slow_consumer),
+                _row(errors.Draining, _draining),
+                _row(errors.TopicRefused, _topic_refused),
+                _row(errors.PrivateLoginRefused, _private_login_refused),
+                _row(errors.RateLimited, _rate_limited),
+                _row(errors.AuditUnavailable, _audit_unavailable),
+            ]
+        )
+    )
+)
+
+
 def map_error(exc: errors.GatewayError) -> MappedError:
     """The status a caller sees for an expected failure. Messages never contain secrets."""
-    if isinstance(exc, errors.ValidationError):
-        return _validation(exc)
-    if isinstance(exc, errors.UpstreamHttpError):
-        return _upstream_http(exc)
-    if isinstance(exc, errors.AuthFailed):
-        return MappedError(
-            grpc.StatusCode.UNAUTHENTICATED,
-            "ALP refused the gateway's API key for this account",
-            [
-                _error_info(
-                    exc.code, http_status=str(exc.http_status), alp_message=exc.message[:500]
-                )
-            ],
-        )
-    if isinstance(exc, errors.UpstreamTimeout):
-        return MappedError(
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-            "ALP did not answer within the deadline",
-            [_error_info("UPSTREAM_TIMEOUT", GATEWAY_DOMAIN)],
-        )
-    if isinstance(exc, errors.UpstreamUnavailable):
-        return MappedError(
-            grpc.StatusCode.UNAVAILABLE,
-            f"ALP is unreachable: {exc}",
-            [_error_info("UPSTREAM_UNAVAILABLE", GATEWAY_DOMAIN), _retry_info(DEFAULT_RETRY_S)],
-        )
-    if isinstance(exc, errors.UpstreamProtocolError):
-        return MappedError(
-            grpc.StatusCode.INTERNAL,
-            "ALP answered in an unexpected format",
-            [_error_info("UPSTREAM_PROTOCOL", GATEWAY_DOMAIN)],
-        )
-    if isinstance(exc, errors.RateLimited):
-        return MappedError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"gateway rate limit {exc.bucket} reached",
-            [
-                _error_info("RATE_LIMITED", GATEWAY_DOMAIN, bucket=exc.bucket),
-                _retry_info(exc.retry_after),
-            ],
-        )
-    if isinstance(exc, errors.OrderOutcomeUnknown):
-        return MappedError(
-            grpc.StatusCode.FAILED_PRECONDITION,
-            str(exc) + "; retry with the same client_order_id or check ListOrders",
-            [
-                _error_info(
-                    "ORDER_OUTCOME_UNKNOWN",
-                    GATEWAY_DOMAIN,
-                    client_order_id=exc.client_order_id[:64],
-                    candidate_order_ids=",".join(map(str, exc.candidates[:20])),
-                    why=exc.why[:100],
-                )
-            ],
-        )
-    if isinstance(exc, errors.OrderNotPlaced):
-        cause = map_error(exc.cause)
-        kept = [d for d in cause.details if not isinstance(d, error_details_pb2.ErrorInfo)]
-        return MappedError(
-            cause.code,
-            f"{cause.message}; verified by ALP's order list: {str(exc).rpartition(': ')[2]}",
-            [_error_info(exc.reason, GATEWAY_DOMAIN), *kept],
-        )
-    if isinstance(exc, errors.Unauthenticated):
-        return MappedError(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-    if isinstance(exc, errors.PermissionDenied):
-        details: list[object] = []
-        if exc.scope:
-            details.append(_error_info("MISSING_SCOPE", GATEWAY_DOMAIN, scope=exc.scope))
-        return MappedError(grpc.StatusCode.PERMISSION_DENIED, str(exc), details)
-    if isinstance(exc, errors.UnknownAccount):
-        return MappedError(
-            grpc.StatusCode.NOT_FOUND,
-            str(exc),
-            [_error_info("UNKNOWN_ACCOUNT", GATEWAY_DOMAIN, account=exc.account[:64])],
-        )
-    if isinstance(exc, errors.SlowConsumer):
-        return MappedError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-    if isinstance(exc, errors.AuditUnavailable):
-        return MappedError(
-            grpc.StatusCode.UNAVAILABLE,
-            str(exc),
-            [_error_info("AUDIT_UNAVAILABLE", GATEWAY_DOMAIN), _retry_info(DEFAULT_RETRY_S)],
-        )
-    if isinstance(exc, errors.TopicRefused):
-        return MappedError(
-            grpc.StatusCode.NOT_FOUND if exc.not_found else grpc.StatusCode.INVALID_ARGUMENT,
-            str(exc),
-            [
-                _error_info(
-                    "TOPIC_NOT_FOUND" if exc.not_found else "TOPIC_INVALID",
-                    ALP_DOMAIN,
-                    topic=exc.topic[:80],
-                    alp_message=exc.alp_message[:200],
-                )
-            ],
-        )
-    if isinstance(exc, errors.PrivateLoginRefused):
-        return MappedError(
-            grpc.StatusCode.UNAUTHENTICATED,
-            str(exc),
-            [_error_info("WS_LOGIN_REFUSED", ALP_DOMAIN, account=exc.account[:64])],
-        )
-    if isinstance(exc, errors.Draining):
-        return MappedError(grpc.StatusCode.UNAVAILABLE, str(exc), [_retry_info(DEFAULT_RETRY_S)])
+    for cls in type(exc).__mro__:
+        mapper = ERROR_TABLE.get(cls)
+        if mapper is not None:
+            return mapper(exc)
+    # Only a class missing from the table gets here: say so loudly rather than look expected.
+    log.error("no status mapping for %s; answering INTERNAL", type(exc).__name__, exc_info=exc)
     return MappedError(grpc.StatusCode.INTERNAL, "internal error")
