@@ -53,5 +53,21 @@ def read_expiry(token: str) -> float:
     return float(exp)
 
 
+# A token is renewed at most this far into its life, whatever the configured margin says.
+SHORT_LIFETIME_SHARE = 0.25
+
+
+def effective_margin(margin: float, lifetime: float | None) -> float:
+    """The refresh margin for a token that lives `lifetime` seconds from when it was obtained.
+
+    A configured margin longer than the lifetime would renew on every call (one POST /auth per
+    private call); the margin never exceeds a quarter of the lifetime, so a token is used for at
+    least three quarters of its life: at most one /auth per lifetime.
+    """
+    if lifetime is None or lifetime <= 0:
+        return margin
+    return min(margin, lifetime * SHORT_LIFETIME_SHARE)
+
+
 def needs_refresh(now: float, expires_at: float | None, margin: float) -> bool:
     return expires_at is None or now >= expires_at - margin

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from gateway.core.token_policy import needs_refresh, read_expiry
+from gateway.core.token_policy import effective_margin, needs_refresh, read_expiry
 from gateway.errors import UpstreamProtocolError
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class TokenManager:
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._expires_at: float | None = None
+        self._lifetime: float | None = None
         self.refreshes = 0
         self._cache_file: Path | None = None
         if cache_dir is not None:
@@ -59,7 +60,8 @@ class TokenManager:
 
     def current(self) -> str | None:
         """The held token if it is still fresh (no I/O)."""
-        if self._token and not needs_refresh(self._clock(), self._expires_at, self._margin):
+        margin = effective_margin(self._margin, self._lifetime)
+        if self._token and not needs_refresh(self._clock(), self._expires_at, margin):
             return self._token
         return None
 
@@ -80,6 +82,7 @@ class TokenManager:
                 self._expires_at = None
 
     async def _refresh(self) -> str:
+        obtained_at = self._clock()
         token = await self._authenticate()
         try:
             expires_at = read_expiry(token)
@@ -89,6 +92,7 @@ class TokenManager:
             )
             expires_at = self._clock()
         self._token, self._expires_at = token, expires_at
+        self._lifetime = expires_at - obtained_at
         self.refreshes += 1
         log.info("ALP token for account %s refreshed, expires at %.0f", self.account, expires_at)
         self._store()

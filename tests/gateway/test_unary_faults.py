@@ -60,15 +60,15 @@ async def test_concurrent_rpcs_share_one_token(channel: grpc.aio.Channel, sandbo
     assert sandbox.stats.auth_calls == 1
 
 
-@pytest.mark.parametrize("gateway_overrides", [{"token__refresh_margin_s": 2.5}])
+@pytest.mark.parametrize("gateway_overrides", [{"token__refresh_margin_s": 0.5}])
 async def test_token_refreshes_ahead_of_expiry(
     channel: grpc.aio.Channel, sandbox: Sandbox, gateway_overrides: dict[str, object]
 ) -> None:
-    sandbox.faults.update({"token_lifetime_s": 3.0})
+    sandbox.faults.update({"token_lifetime_s": 2.0})
     stub = account_pb2_grpc.AccountServiceStub(channel)
     await stub.ListBalances(account_pb2.ListBalancesRequest())
     assert sandbox.stats.auth_calls == 1
-    await asyncio.sleep(0.7)  # now within the 2.5 s margin of the 3 s token
+    await asyncio.sleep(1.6)  # now within the 0.5 s margin of the 2 s token (not yet expired)
     await stub.ListBalances(account_pb2.ListBalancesRequest())
     assert sandbox.stats.auth_calls == 2
 
