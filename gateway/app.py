@@ -176,12 +176,12 @@ class Gateway:
                 "for development",
             )
         by_token = {
-            c.token_sha256: Caller(c.name, c.scopes, c.accounts)
+            c.token_sha256: Caller(c.name, c.scopes, c.accounts, c.rate_per_s)
             for c in config.callers.values()
             if c.token_sha256
         }
         by_subject = {
-            c.cert_subject: Caller(c.name, c.scopes, c.accounts)
+            c.cert_subject: Caller(c.name, c.scopes, c.accounts, c.rate_per_s)
             for c in config.callers.values()
             if c.cert_subject
         }

@@ -204,6 +204,7 @@ class CallerSpec:
     accounts: frozenset[str]
     token_sha256: str = ""
     cert_subject: str = ""
+    rate_per_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -304,7 +305,7 @@ def _callers(table: Mapping[str, Any]) -> dict[str, CallerSpec]:
         where = f"callers.{name}"
         if not isinstance(spec, dict):
             raise ConfigError(where, "must be a table")
-        unknown = set(spec) - {"token_sha256", "cert_subject", "scopes", "accounts"}
+        unknown = set(spec) - {"token_sha256", "cert_subject", "scopes", "accounts", "rate_per_s"}
         if unknown:
             raise ConfigError(f"{where}.{sorted(unknown)[0]}", "unknown setting")
         digest = str(spec.get("token_sha256", "")).lower()
@@ -320,7 +321,13 @@ def _callers(table: Mapping[str, Any]) -> dict[str, CallerSpec]:
         except ValueError as exc:
             raise ConfigError(f"{where}.scopes", str(exc)) from exc
         accounts = frozenset(str(x) for x in spec.get("accounts", []))
-        callers[name] = CallerSpec(name, scopes, accounts, digest, subject)
+        try:
+            rate = float(spec.get("rate_per_s", 0.0))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}.rate_per_s", "must be a number") from None
+        if not 0.0 <= rate < 1e6:
+            raise ConfigError(f"{where}.rate_per_s", "must be >= 0 (0 = no quota)")
+        callers[name] = CallerSpec(name, scopes, accounts, digest, subject, rate)
     return callers
 
 

@@ -19,6 +19,7 @@ class Caller:
     name: str
     scopes: frozenset[str]
     accounts: frozenset[str] = field(default_factory=frozenset)
+    rate_per_s: float = 0.0  # this caller's quota of gateway calls per second (0 = none)
 
     def may_use(self, account: str) -> bool:
         return "*" in self.accounts or account in self.accounts

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -17,7 +19,8 @@ from gateway.core.callers import (
     authorize_channel,
     bearer_token,
 )
-from gateway.errors import CallerError, PermissionDenied, Unauthenticated
+from gateway.core.rate_limit import Lane, SlidingWindow
+from gateway.errors import CallerError, PermissionDenied, RateLimited, Unauthenticated
 from gateway.rpc.call import ACCOUNT_HEADER, caller_var, metadata_value
 
 log = logging.getLogger(__name__)
@@ -49,9 +52,31 @@ class CallerGate:
     """Checks every call, unary and streaming alike (the error barrier runs it first);
     `registry=None` is development mode."""
 
-    def __init__(self, registry: CallerRegistry | None, default_account: str) -> None:
+    def __init__(
+        self,
+        registry: CallerRegistry | None,
+        default_account: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._registry = registry
         self._default_account = default_account
+        self._clock = clock
+        self._quotas: dict[str, SlidingWindow] = {}
+
+    def _spend_quota(self, caller: Caller) -> None:
+        """Per-caller quota (`callers.NAME.rate_per_s`): one caller cannot take another's share."""
+        if caller.rate_per_s <= 0:
+            return
+        window = self._quotas.get(caller.name)
+        if window is None:
+            window = self._quotas[caller.name] = SlidingWindow.for_rate(
+                caller.rate_per_s, margin_s=0.0
+            )
+        now = self._clock()
+        wait = window.wait(now, Lane.TRADE)
+        if wait > 0:
+            raise RateLimited(f"caller:{caller.name}", wait)
+        window.record(now)
 
     def identify(self, context: Context) -> Caller:
         if self._registry is None:
@@ -80,6 +105,7 @@ class CallerGate:
             raise
         caller_var.set(caller.name)
         caller_identity_var.set(caller)
+        self._spend_quota(caller)
         return caller
 
 
