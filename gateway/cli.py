@@ -1,4 +1,4 @@
-"""`alp-gateway` subcommands: serve, sandbox, check-config, health."""
+"""`alp-gateway` subcommands: serve, sandbox, check-config, new-caller, health."""
 
 from __future__ import annotations
 
@@ -39,6 +39,20 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the settings and exit")
     check.add_argument("--config", help="TOML settings file (or ALP_GATEWAY_CONFIG)")
 
+    new_caller = sub.add_parser(
+        "new-caller", help="make a bearer token for a caller; print it once with its config table"
+    )
+    new_caller.add_argument("name", help="caller name: lower case letters, digits, - and _")
+    new_caller.add_argument(
+        "--scopes", required=True, help="comma-separated: market, account:read, trade, admin"
+    )
+    new_caller.add_argument(
+        "--accounts", default="", help='comma-separated ALP account names ("*" = every account)'
+    )
+    new_caller.add_argument(
+        "--rate-per-s", type=float, default=0.0, help="the caller's call quota (0 = none)"
+    )
+
     health = sub.add_parser("health", help="query grpc.health.v1 of a running gateway")
     health.add_argument("--target", default="127.0.0.1:50051")
     health.add_argument("--service", default="")
@@ -67,6 +81,8 @@ def run(argv: list[str]) -> int:
         return _sandbox(args)
     if args.command == "health":
         return _health(args)
+    if args.command == "new-caller":
+        return _new_caller(args)
     try:
         config = load_config(args.config)
         if args.command == "serve":
@@ -101,6 +117,55 @@ def run(argv: list[str]) -> int:
         print(f"alp-gateway: {exc.reason}", file=sys.stderr)
         return 2
     return 0
+
+
+def _new_caller(args: argparse.Namespace) -> int:
+    """A fresh random token and the TOML table holding its SHA-256.
+
+    stdout is exactly the table (`>> gateway.toml` appends it); the token goes to stderr, once,
+    so it never lands in the config file. `echo token | sha256sum` would hash a trailing newline
+    too; this prints the exact digest.
+    """
+    import json
+    import re
+    import secrets
+
+    from gateway.core.callers import parse_scopes, token_digest
+
+    name = args.name
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+        print("alp-gateway: caller name: lower case letters, digits, - and _", file=sys.stderr)
+        return 2
+    try:
+        scopes = sorted(parse_scopes(_csv(args.scopes), "--scopes"))
+    except ValueError as exc:
+        print(f"alp-gateway: {exc}", file=sys.stderr)
+        return 2
+    if not scopes:
+        print("alp-gateway: --scopes: at least one scope", file=sys.stderr)
+        return 2
+    if args.rate_per_s < 0:
+        print("alp-gateway: --rate-per-s: must be >= 0", file=sys.stderr)
+        return 2
+    token = secrets.token_urlsafe(32)
+    print(
+        f"token for caller {name} (shown once, stored nowhere; give it to the caller):\n{token}",
+        file=sys.stderr,
+    )
+    lines = [
+        f"[callers.{name}]",
+        f'token_sha256 = "{token_digest(token)}"',
+        f"scopes = {json.dumps(scopes)}",
+        f"accounts = {json.dumps(_csv(args.accounts))}",
+    ]
+    if args.rate_per_s:
+        lines.append(f"rate_per_s = {args.rate_per_s}")
+    print("\n".join(lines))
+    return 0
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _sandbox(args: argparse.Namespace) -> int:
