@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -14,6 +13,7 @@ import aiohttp
 
 from gateway.core import ws_codec, ws_events
 from gateway.core.backoff import reconnect_delay
+from gateway.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 READER_YIELD_EVERY = 64
@@ -60,8 +60,11 @@ class WsConnection:
         on_disconnected: Callable[[WsConnection], None],
         codec_stats: ws_codec.CodecStats | None = None,
         rand: Callable[[], float] = random.random,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.name = name
+        self._supervisor = supervisor or Supervisor(f"ws:{name}")
+        self._owns_supervisor = supervisor is None
         self._session = session
         self._settings = settings
         self._on_event = on_event
@@ -69,8 +72,9 @@ class WsConnection:
         self._on_disconnected = on_disconnected
         self._rand = rand
         self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._started = False
         self._closing = False
+        self.dispatch_errors = 0
         self.connected = asyncio.Event()
         self.stats = WsStats()
         self.codec_stats = codec_stats or ws_codec.CodecStats()
@@ -80,18 +84,18 @@ class WsConnection:
         return f"WsConnection({self.name!r}, connected={self.connected.is_set()})"
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"ws:{self.name}")
+        if not self._started:
+            self._started = True
+            self._supervisor.start(f"ws:{self.name}", self._run, restart=True, replace=True)
 
     async def close(self) -> None:
         self._closing = True
         if self._ws is not None and not self._ws.closed:
             await self._ws.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._started:
+            await self._supervisor.stop(f"ws:{self.name}")
+        if self._owns_supervisor:
+            await self._supervisor.close()
 
     async def send(self, text: str) -> bool:
         """Send one frame if connected; False when not (the next (re)connect resends state)."""
@@ -190,7 +194,11 @@ class WsConnection:
                     self.stats.text_pings_answered += 1
                     await ws.send_str(ws_codec.PONG_TEXT)
                     continue
-                self._on_event(event)
+                try:
+                    self._on_event(event)
+                except Exception:  # a consumer's bug must not reset the socket of every topic
+                    self.dispatch_errors += 1
+                    log.exception("ws %s: dispatching %s failed", self.name, type(event).__name__)
             elif message.type is aiohttp.WSMsgType.BINARY:
                 self.last_frame_at = time.monotonic()
                 self.codec_stats.malformed += 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
@@ -20,6 +19,7 @@ from gateway.errors import AuthFailed, PrivateLoginRefused
 from gateway.exchange.token_manager import TokenManager
 from gateway.exchange.ws_connection import WsConnection, WsSettings
 from gateway.exchange.ws_public import RECONNECTING, RESYNCED, SUBSCRIBED, FeedListener
+from gateway.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,11 @@ class PrivateFeed:
         auth_grace_s: float = AUTH_GRACE_S,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.account = account
+        self._supervisor = supervisor or Supervisor(f"private:{account}")
+        self._owns_supervisor = supervisor is None
         self._session = session
         self._settings = settings
         self._tokens = tokens
@@ -65,7 +68,6 @@ class PrivateFeed:
         self._rand = rand
         self._listeners: set[FeedListener] = set()
         self._conn: WsConnection | None = None
-        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._was_connected = False
         self._authed = False
         self._auth_answer: asyncio.Future[str | None] | None = None
@@ -101,16 +103,17 @@ class PrivateFeed:
                 on_connected=self._connected,
                 on_disconnected=self._disconnected,
                 codec_stats=self.codec_stats,
+                supervisor=self._supervisor,
             )
             self._conn.start()
-            self._spawn("reauth", self._reauth_loop())
+            self._spawn("reauth", self._reauth_loop, restart=True)
         elif self.is_live():
             listener.on_status(SUBSCRIBED, (PRIVATE_TOPIC,))
 
     async def remove(self, listener: FeedListener) -> None:
         self._listeners.discard(listener)
-        if not self._listeners and self._conn is not None and "close" not in self._tasks:
-            self._spawn("close", self._close_later())
+        if not self._listeners and self._conn is not None and not self._running("close"):
+            self._spawn("close", self._close_later)
 
     async def _close_later(self) -> None:
         await asyncio.sleep(self._linger_s)
@@ -118,45 +121,36 @@ class PrivateFeed:
             await self.close()
 
     async def close(self) -> None:
-        current = asyncio.current_task()
-        tasks = [t for t in self._tasks.values() if t is not current]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = {}
+        for name in ("reauth", "login", "close"):
+            await self._supervisor.stop(self._name(name))
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.close()
+        if self._owns_supervisor:
+            await self._supervisor.close()
 
     async def drop_connection_for_test(self) -> None:
         if self._conn is not None and self._conn._ws is not None:
             await self._conn._ws.close()
 
-    # -- owned tasks -------------------------------------------------------------------------------
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        self._cancel(name)
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks[name] = task
-        task.add_done_callback(functools.partial(self._finished, name))
+    # -- supervised tasks --------------------------------------------------------------------------
+    def _name(self, name: str) -> str:
+        return f"private:{self.account}:{name}"
 
-    def _finished(self, name: str, task: asyncio.Task[None]) -> None:
-        if self._tasks.get(name) is task:
-            del self._tasks[name]
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "private ws %s: %s task failed", self.account, name, exc_info=task.exception()
-            )
+    def _spawn(
+        self, name: str, factory: Callable[[], Coroutine[Any, Any, None]], *, restart: bool = False
+    ) -> None:
+        self._supervisor.start(self._name(name), factory, restart=restart, replace=True)
+
+    def _running(self, name: str) -> bool:
+        return self._supervisor.running(self._name(name))
 
     def _cancel(self, name: str) -> None:
-        task = self._tasks.pop(name, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+        self._supervisor.cancel(self._name(name))
 
     # -- login ---------------------------------------------------------------------------------------
     async def _connected(self, conn: WsConnection) -> None:
-        self._spawn("login", self._login(conn, renewing=False))
+        self._spawn("login", functools.partial(self._login, conn, renewing=False))
 
     def _disconnected(self, conn: WsConnection) -> None:
         self._authed = False
@@ -266,9 +260,9 @@ class PrivateFeed:
                     wait = max(0.5, left / 2)
                 await asyncio.sleep(wait)
                 conn = self._conn
-                if conn is not None and conn.connected.is_set() and "login" not in self._tasks:
+                if conn is not None and conn.connected.is_set() and not self._running("login"):
                     await self._tokens.token()
-                    self._spawn("login", self._login(conn, renewing=True))
+                    self._spawn("login", functools.partial(self._login, conn, renewing=True))
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -303,8 +297,8 @@ class PrivateFeed:
                 log.warning("private ws %s: late login refusal: %s", self.account, event.message)
                 self._authed = False
                 conn = self._conn
-                if conn is not None and "login" not in self._tasks:
-                    self._spawn("login", self._login(conn, renewing=False))
+                if conn is not None and not self._running("login"):
+                    self._spawn("login", functools.partial(self._login, conn, renewing=False))
             else:
                 self.unsolicited_errors += 1
                 log.warning("private ws %s: upstream error: %s", self.account, event.message[:200])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -24,6 +25,7 @@ from gateway.core.trade_dedup import TradeDedup
 from gateway.core.ws_commands import ErrorKind, PendingSubscribes, classify_error
 from gateway.errors import GatewayError, TopicRefused
 from gateway.exchange.ws_connection import WsConnection, WsSettings
+from gateway.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,10 @@ class PublicFeed:
         max_topics_per_connection: int = 20,
         linger_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor or Supervisor("public-feed")
+        self._owns_supervisor = supervisor is None
         self._session = session
         self._settings = settings
         self._table = SubscriptionTable(
@@ -70,11 +75,12 @@ class PublicFeed:
         self._resyncing: set[str] = set()
         self._live: set[str] = set()  # acknowledged upstream on a connection that is still up
         self._lock = asyncio.Lock()
-        self._linger_task: asyncio.Task[None] | None = None
+        self._linger_wakeup = asyncio.Event()
+        self._linger_started = False
+        self._spawned = 0
         self._pending = PendingSubscribes()
         self._refused: dict[str, TopicRefused] = {}  # refused topics still in the table
         self._dedup = TradeDedup()
-        self._tasks: set[asyncio.Task[None]] = set()
         self.codec_stats = ws_codec.CodecStats()
         self.subscribe_frames_sent = 0
         self.unsubscribe_frames_sent = 0
@@ -108,6 +114,7 @@ class PublicFeed:
             if not listeners:
                 del self._listeners[topic]
             await self._apply(self._table.release(topic, self._clock()))
+            self._linger_wakeup.set()  # a new unsubscribe deadline may be the nearest
 
     def connections(self) -> dict[str, tuple[str, ...]]:
         """conn id -> topics on it (for status, metrics and tests)."""
@@ -132,16 +139,13 @@ class PublicFeed:
                 await ws.close()
 
     async def close(self) -> None:
-        if self._linger_task is not None:
-            self._linger_task.cancel()
-            self._linger_task = None
-        for task in tuple(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._supervisor.stop("public-feed:linger")
+        self._linger_started = False
         for conn in list(self._connections.values()):
             await conn.close()
         self._connections.clear()
+        if self._owns_supervisor:
+            await self._supervisor.close()
 
     # -- commands -> I/O -----------------------------------------------------------------------
     async def _apply(self, commands: list[Command]) -> None:
@@ -170,6 +174,7 @@ class PublicFeed:
             on_connected=self._connected,
             on_disconnected=self._disconnected,
             codec_stats=self.codec_stats,
+            supervisor=self._supervisor,
         )
         self._connections[conn_id] = conn
         self._sent[conn_id] = set()
@@ -207,8 +212,7 @@ class PublicFeed:
         async with self._lock:
             self._sent[conn.name] = set()
             self._pending.reset(conn.name)
-            topics = self._table.topics_of(conn.name)
-            await self._send_subscribe(conn.name, topics)
+            await self._apply(self._table.connection_reset(conn.name))
 
     def _disconnected(self, conn: WsConnection) -> None:
         topics = self._table.topics_of(conn.name)
@@ -269,10 +273,10 @@ class PublicFeed:
         )
         if kind is ErrorKind.TOO_MANY_TOPICS:
             log.warning("ws %s: upstream refused %d topics as too many", conn_id, len(topics))
-            self._spawn(self._move(conn_id, topics))
+            self._spawn(functools.partial(self._move, conn_id, topics))
         elif len(topics) > 1:
             # the error names no topic: ask again one topic a frame so the next answer does
-            self._spawn(self._resend_singly(conn_id, topics))
+            self._spawn(functools.partial(self._resend_singly, conn_id, topics))
         elif topics:
             self._reject(
                 conn_id, topics[0], event.message, not_found=kind is ErrorKind.TOPIC_NOT_FOUND
@@ -288,15 +292,10 @@ class PublicFeed:
         for listener in tuple(self._listeners.get(topic, ())):
             listener.on_rejected(topic, error)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("ws feed task failed", exc_info=task.exception())
+    def _spawn(self, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """A one-shot follow-up of an upstream answer, owned by the supervisor."""
+        self._spawned += 1
+        self._supervisor.start(f"public-feed:task-{self._spawned}", factory, restart=False)
 
     async def _resend_singly(self, conn_id: str, topics: tuple[str, ...]) -> None:
         async with self._lock:
@@ -323,12 +322,22 @@ class PublicFeed:
 
     # -- linger --------------------------------------------------------------------------------
     def _ensure_linger_task(self) -> None:
-        if self._linger_task is None or self._linger_task.done():
-            self._linger_task = asyncio.get_running_loop().create_task(self._linger_loop())
+        if not self._linger_started:
+            self._linger_started = True
+            self._supervisor.start("public-feed:linger", self._linger_loop, restart=True)
 
     async def _linger_loop(self) -> None:
-        tick = max(0.02, min(0.5, self._linger_s / 4 or 0.02))
+        """Sleeps until the table's next unsubscribe deadline (or a release moves it closer)."""
         while True:
-            await asyncio.sleep(tick)
+            deadline = self._table.next_deadline()
+            self._linger_wakeup.clear()
+            if deadline is None:
+                await self._linger_wakeup.wait()
+                continue
+            delay = deadline - self._clock()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._linger_wakeup.wait(), delay)
+                continue
             async with self._lock:
                 await self._apply(self._table.due(self._clock()))
