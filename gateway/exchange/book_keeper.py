@@ -10,25 +10,32 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 from gateway.core import rest_parsing, rest_requests, ws_events
 from gateway.core.backoff import backoff_delay
 from gateway.core.orderbook import BookInconsistent, OrderBook
-from gateway.errors import GatewayError, RateLimited
+from gateway.errors import GatewayError, RateLimited, UpstreamHttpError
 from gateway.exchange.upstream import Upstream
-from gateway.exchange.ws_public import RECONNECTING, RESYNCED, PublicFeed
+from gateway.exchange.ws_public import RECONNECTING, RESYNCED, SUBSCRIBED, PublicFeed
 
 log = logging.getLogger(__name__)
 
 Level = tuple[Decimal, Decimal]
 ALP_BOOK_LEVELS = 20  # REST /orderbook and `p` frames carry at most this many levels a side
+# 4xx answers to GET /orderbook that say nothing about the pair: retried like any failure. Every
+# other 4xx is ALP's verdict on the pair (400 BAD_REQUEST "unknown pair" on the live server).
+TRANSIENT_HTTP = frozenset({401, 403, 408, 429})
+TRANSIENT_ALP_CODES = frozenset({"3003", "3004"})  # overloaded / internal error in a 4xx body
 
 
 class BookWatcher(Protocol):
     def on_book(self, keeper: BookKeeper, *, resync: bool, time_s: Decimal | None) -> None: ...
 
     def on_book_status(self, state: str, topics: tuple[str, ...]) -> None: ...
+
+    def on_book_refused(self, keeper: BookKeeper, error: GatewayError) -> None:
+        """ALP refused the pair: the keeper publishes nothing more; the watcher should end."""
 
 
 @dataclass
@@ -49,6 +56,10 @@ class BookKeeper:
     missing level, crossed result) or any reconnect triggers a resnapshot from REST, and watchers
     are told it is a resync. Sources carry at most 20 levels, so the book knows nothing beyond its
     worst level once it was truncated: diffs out there are ignored rather than guessed.
+
+    When ALP refuses the pair (its WebSocket says the topic does not exist, or GET /orderbook
+    answers a 4xx that is not about rate, credentials or time) the keeper is `refused`: it stops
+    fetching, and every watcher and every `wait_seeded` gets the refusal at once.
     """
 
     def __init__(
@@ -60,6 +71,7 @@ class BookKeeper:
         request_timeout_s: float = 5.0,
         retry_base_s: float = 0.2,
         retry_cap_s: float = 5.0,
+        verdict_grace_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -72,8 +84,12 @@ class BookKeeper:
         self._retry_cap = retry_cap_s
         self._clock = clock
         self._rand = rand
+        self._verdict_grace = verdict_grace_s
         self._watchers: set[BookWatcher] = set()
         self._seeded = asyncio.Event()
+        self._settled = asyncio.Event()  # seeded or refused: what `wait_seeded` waits for
+        self._topics_answered = asyncio.Event()  # every topic acknowledged or refused upstream
+        self.refusal: GatewayError | None = None
         self._resync_task: asyncio.Task[None] | None = None
         self._stopped = False
         self._truncated_bids = False
@@ -115,7 +131,11 @@ class BookKeeper:
         return len(self._watchers)
 
     async def wait_seeded(self, within_s: float) -> None:
-        await asyncio.wait_for(self._seeded.wait(), within_s)
+        """Until the first snapshot landed; raises the refusal if ALP refused the pair."""
+        if self.refusal is None:
+            await asyncio.wait_for(self._settled.wait(), within_s)
+        if self.refusal is not None:
+            raise self.refusal
 
     # -- FeedListener ----------------------------------------------------------------------------
     def on_event(self, topic: str, event: ws_events.WsEvent) -> None:
@@ -147,15 +167,23 @@ class BookKeeper:
                 self._publish(resync=False, time_s=event.ts)
 
     def on_status(self, state: str, topics: tuple[str, ...]) -> None:
+        if self.refusal is not None:
+            return  # the watchers were told the stream is over
         for watcher in tuple(self._watchers):
             watcher.on_book_status(state, topics)
+        if state in (SUBSCRIBED, RESYNCED) and all(self._feed.is_live(t) for t in self.topics):
+            self._topics_answered.set()
         if state == RECONNECTING:
             self._resyncing = True
+            self._topics_answered.clear()  # ALP answers the resubscription afresh
         elif state == RESYNCED:
             self._schedule_resnapshot()
 
     def on_rejected(self, topic: str, error: GatewayError) -> None:
+        """ALP refused one of the pair's topics: no book can be kept, so the watchers end now."""
         log.warning("book %s: upstream rejected %s: %s", self.pair, topic, error)
+        self._topics_answered.set()
+        self._refuse(error)
 
     # -- internals -------------------------------------------------------------------------------
     def _within_known(self, deltas: tuple[Level, ...], *, bid_side: bool) -> list[Level]:
@@ -181,9 +209,30 @@ class BookKeeper:
         log.warning("book %s inconsistent (%s); resnapshotting", self.pair, reason)
         self._schedule_resnapshot()
 
+    def _refuse(self, error: GatewayError) -> None:
+        if self.refusal is not None:
+            return
+        self.refusal = error
+        self._resyncing = True  # frames still in flight are ignored
+        task = self._resync_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()  # kept in _resync_task: stop() awaits it
+        self._settled.set()
+        for watcher in tuple(self._watchers):
+            watcher.on_book_refused(self, error)
+
+    async def _refuse_after_seed(self, error: UpstreamHttpError) -> None:
+        """GET /orderbook refused the pair. ALP's WebSocket says the same more precisely ("Topic
+        does not exist"), and usually a moment later: give it that moment, bounded, unless the
+        topics are already acknowledged (then the REST answer is all there is)."""
+        if not all(self._feed.is_live(t) for t in self.topics):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._topics_answered.wait(), self._verdict_grace)
+        self._refuse(error)  # a no-op when on_rejected came first
+
     def _schedule_resnapshot(self, *, resync: bool = True) -> None:
         self._resyncing = True
-        if self._stopped:
+        if self._stopped or self.refusal is not None:
             return
         if self._resync_task is None or self._resync_task.done():
             self._resync_task = asyncio.get_running_loop().create_task(
@@ -200,6 +249,10 @@ class BookKeeper:
                 bids, asks = await self._fetch_snapshot()
                 break
             except Exception as exc:  # not CancelledError (a BaseException): stop() must win
+                if _is_verdict(exc):
+                    log.warning("book %s: ALP refused the snapshot: %s", self.pair, exc)
+                    await self._refuse_after_seed(exc)
+                    return
                 delay = backoff_delay(
                     attempt, base=self._retry_base, cap=self._retry_cap, rand=self._rand()
                 )
@@ -224,6 +277,7 @@ class BookKeeper:
         self.stats.seeds += 1
         self._resyncing = False
         self._seeded.set()
+        self._settled.set()
         self._publish(resync=resync, time_s=None)
 
     async def _fetch_snapshot(self) -> tuple[list[Level], list[Level]]:
@@ -242,3 +296,13 @@ class BookKeeper:
     def _publish(self, *, resync: bool, time_s: Decimal | None) -> None:
         for watcher in tuple(self._watchers):
             watcher.on_book(self, resync=resync, time_s=time_s)
+
+
+def _is_verdict(exc: Exception) -> TypeGuard[UpstreamHttpError]:
+    """A 4xx from GET /orderbook that is ALP's answer about the pair, not a passing condition."""
+    return (
+        isinstance(exc, UpstreamHttpError)
+        and 400 <= exc.http_status < 500
+        and exc.http_status not in TRANSIENT_HTTP
+        and exc.code not in TRANSIENT_ALP_CODES
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any, Final
@@ -11,10 +12,9 @@ from typing import Any, Final
 import grpc
 from alp.v3 import stream_pb2
 
-from gateway.core.orderbook import OrderBook
 from gateway.core.validation import validate_pair
-from gateway.errors import SlowConsumer, UpstreamUnavailable, ValidationError
-from gateway.exchange.book_keeper import BookKeeper
+from gateway.errors import GatewayError, SlowConsumer, UpstreamUnavailable, ValidationError
+from gateway.exchange.book_keeper import BookKeeper, Level
 from gateway.exchange.upstream import Upstream
 from gateway.exchange.ws_public import PublicFeed
 from gateway.rpc import stream_encode as enc
@@ -22,8 +22,11 @@ from gateway.rpc.call import ACCOUNT_HEADER, metadata_value
 from gateway.rpc.caller_auth import authorize_subscribe_channel
 from gateway.rpc.delivery import Delivery, Policy
 from gateway.rpc.servicer_base import Context
-from gateway.rpc.stream_hub import StreamHub, Target
+from gateway.rpc.stream_hub import DropStats, StreamHub, Target
 
+log = logging.getLogger(__name__)
+
+ZERO: Final = Decimal(0)
 MAX_PAIRS: Final = 100
 MAX_BOOK_DEPTH: Final = 20
 SERVICE: Final = "alp.v3.StreamService"
@@ -43,14 +46,28 @@ def _pairs(values: Any, *, required: bool, field: str = "pairs") -> list[str]:
 
 
 class BookStream:
-    """One consumer of a maintained book: its own depth view and its own +1 sequence."""
+    """One consumer of a maintained book: its own depth view and its own +1 sequence.
 
-    def __init__(self, keeper: BookKeeper, depth: int, delivery_limit: int, kind: int) -> None:
+    `view` is what the consumer holds. An update is encoded before anything is committed, so one
+    that cannot be encoded (a timestamp of 1e30) is dropped and counted with the view and the
+    sequence untouched: the next update carries its changes and the sequence has no gap. Each
+    consumer's updates are its own, so a dropped update counts once per consumer."""
+
+    def __init__(
+        self,
+        keeper: BookKeeper,
+        depth: int,
+        delivery_limit: int,
+        kind: int,
+        stats: DropStats | None = None,
+    ) -> None:
         self.keeper = keeper
         self.depth = depth
         self.kind = kind
-        self.view = OrderBook(keeper.pair)
+        self.view: tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]] = ({}, {})
         self.sequence = 0
+        self.unencodable = 0
+        self._stats = stats
         self.delivery = Delivery(
             f"order_book.{keeper.pair}",
             Policy.RESNAPSHOT,
@@ -62,16 +79,21 @@ class BookStream:
     def _wrap(self, payload: bytes) -> bytes:
         return enc.subscribe_chunk(self.kind, payload) if self.kind else enc.channel_chunk(payload)
 
-    def _snapshot(self, *, resync: bool, time_s: Decimal | None) -> bytes:
-        bids = self.keeper.book.bids(self.depth)
-        asks = self.keeper.book.asks(self.depth)
-        self.view.reset(bids, asks)
-        self.sequence += 1
+    def _encode(
+        self,
+        *,
+        snapshot: bool,
+        resync: bool,
+        bids: list[Level],
+        asks: list[Level],
+        time_s: Decimal | None,
+    ) -> bytes:
+        """The next update's bytes (sequence + 1); raises without changing anything."""
         return self._wrap(
             enc.book_update(
                 self.keeper.pair,
-                self.sequence,
-                snapshot=True,
+                self.sequence + 1,
+                snapshot=snapshot,
                 resync=resync,
                 bids=bids,
                 asks=asks,
@@ -79,34 +101,59 @@ class BookStream:
             )
         )
 
+    def _snapshot(self, *, resync: bool, time_s: Decimal | None) -> bytes:
+        bids = self.keeper.book.bids(self.depth)
+        asks = self.keeper.book.asks(self.depth)
+        chunk = self._encode(snapshot=True, resync=resync, bids=bids, asks=asks, time_s=time_s)
+        self.view = (dict(bids), dict(asks))
+        self.sequence += 1
+        return chunk
+
     def start(self) -> None:
         self.delivery.offer(self._snapshot(resync=False, time_s=None))
 
     def on_book(self, keeper: BookKeeper, *, resync: bool, time_s: Decimal | None) -> None:
-        if resync:
-            self.delivery.offer(self._snapshot(resync=True, time_s=time_s))
+        # Called from the upstream reader for every watcher in turn: nothing may escape.
+        try:
+            if resync:
+                chunk: bytes | None = self._snapshot(resync=True, time_s=time_s)
+            else:
+                chunk = self._changes(time_s)
+        except Exception as exc:  # ValueError/OverflowError from protobuf, or a bug
+            self._unencodable(exc, time_s)
             return
-        changes = self.view.apply_snapshot(
-            keeper.book.bids(self.depth), keeper.book.asks(self.depth)
+        if chunk is not None:
+            self.delivery.offer(chunk)
+
+    def _changes(self, time_s: Decimal | None) -> bytes | None:
+        """The update from the view to the keeper's book, or None when nothing changed."""
+        bids = self.keeper.book.bids(self.depth)
+        asks = self.keeper.book.asks(self.depth)
+        bid_changes = _changes(self.view[0], bids)
+        ask_changes = _changes(self.view[1], asks)
+        if not bid_changes and not ask_changes:
+            return None
+        chunk = self._encode(
+            snapshot=False, resync=False, bids=bid_changes, asks=ask_changes, time_s=time_s
         )
-        if not changes:
-            return
+        self.view = (dict(bids), dict(asks))
         self.sequence += 1
-        bids = [(c.price, c.amount) for c in changes if c.side == "bid"]
-        asks = [(c.price, c.amount) for c in changes if c.side == "ask"]
-        self.delivery.offer(
-            self._wrap(
-                enc.book_update(
-                    keeper.pair,
-                    self.sequence,
-                    snapshot=False,
-                    resync=False,
-                    bids=bids,
-                    asks=asks,
-                    time_s=time_s,
-                )
+        return chunk
+
+    def _unencodable(self, exc: Exception, time_s: Decimal | None) -> None:
+        self.unencodable += 1
+        if self._stats is not None:
+            self._stats.unencodable += 1
+        if self.unencodable == 1:  # once per stream; every drop is counted
+            log.warning(
+                "order book %s: update (time %s) cannot be encoded (%s: %s); dropped, the next "
+                "update carries its changes",
+                self.keeper.pair,
+                str(time_s)[:40],
+                type(exc).__name__,
+                str(exc)[:200],
+                exc_info=not isinstance(exc, ValueError | OverflowError | ArithmeticError),
             )
-        )
 
     def on_book_status(self, state: str, topics: tuple[str, ...]) -> None:
         payload = enc.status_payload(state, topics)
@@ -114,6 +161,17 @@ class BookStream:
             self.delivery.offer_status(enc.subscribe_status_message(payload))
         else:
             self.delivery.offer_status(enc.channel_status_message(payload))
+
+    def on_book_refused(self, keeper: BookKeeper, error: GatewayError) -> None:
+        """ALP refused the pair: the stream ends with that error once what is queued is out."""
+        self.delivery.end(error)
+
+
+def _changes(old: dict[Decimal, Decimal], new: list[Level]) -> list[Level]:
+    """The levels that turn `old` into `new`: changed or added ones, and removed ones at 0."""
+    wanted = dict(new)
+    removed = [(price, ZERO) for price in old if price not in wanted]
+    return removed + [(price, amount) for price, amount in new if old.get(price) != amount]
 
 
 class StreamServicer:
@@ -203,7 +261,7 @@ class StreamServicer:
         pair = validate_pair(request.pair)
         depth = _depth(request.depth, "depth")
         async with self._book(pair) as keeper:
-            stream = BookStream(keeper, depth, self._queue_limit, kind=0)
+            stream = BookStream(keeper, depth, self._queue_limit, kind=0, stats=self._hub.stats)
             keeper.watch(stream)
             try:
                 stream.start()
