@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from gateway.core import ws_codec, ws_events
+from gateway.core.stream_state import StreamState, TopicStates
 from gateway.core.subscriptions import (
     CloseConnection,
     Command,
@@ -29,9 +30,9 @@ from gateway.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
-RECONNECTING = "reconnecting"
-RESYNCED = "resynced"
-SUBSCRIBED = "subscribed"
+RECONNECTING = StreamState.RECONNECTING
+RESYNCED = StreamState.RESYNCED
+SUBSCRIBED = StreamState.SUBSCRIBED
 
 
 class FeedListener(Protocol):
@@ -72,8 +73,7 @@ class PublicFeed:
         self._listeners: dict[str, set[FeedListener]] = {}
         self._connections: dict[str, WsConnection] = {}
         self._sent: dict[str, set[str]] = {}
-        self._resyncing: set[str] = set()
-        self._live: set[str] = set()  # acknowledged upstream on a connection that is still up
+        self._states = TopicStates()
         self._lock = asyncio.Lock()
         self._linger_wakeup = asyncio.Event()
         self._linger_started = False
@@ -121,7 +121,7 @@ class PublicFeed:
         return self._table.connections()
 
     def is_live(self, topic: str) -> bool:
-        return topic in self._live
+        return self._states.is_live(topic)
 
     def refcount(self, topic: str) -> int:
         return self._table.refcount(topic)
@@ -219,26 +219,18 @@ class PublicFeed:
         self._sent[conn.name] = set()
         self._pending.reset(conn.name)
         self._dedup.reset()  # a restarted upstream may number trades afresh
-        self._live.difference_update(topics)
-        if topics:
-            self._resyncing.update(topics)
-            self._notify(RECONNECTING, topics)
+        for state, lost in self._states.lost(topics):
+            self._notify(state, lost)
 
     # -- upstream events -> listeners ----------------------------------------------------------
     def _dispatch(self, conn_id: str, event: ws_events.WsEvent) -> None:
         if isinstance(event, ws_events.Ack):
             if event.command == "subscribe":
                 self._pending.acknowledged(conn_id, event.topics)
-                self._live.update(event.topics)
-                resynced = tuple(t for t in event.topics if t in self._resyncing)
-                fresh = tuple(t for t in event.topics if t not in self._resyncing)
-                self._resyncing.difference_update(resynced)
-                if resynced:
-                    self._notify(RESYNCED, resynced)
-                if fresh:
-                    self._notify(SUBSCRIBED, fresh)
+                for state, topics in self._states.acknowledged(event.topics):
+                    self._notify(state, topics)
             if event.command == "unsubscribe":
-                self._live.difference_update(event.topics)
+                self._states.unsubscribed(event.topics)
             return
         if isinstance(event, ws_events.ErrorFrame):
             self._on_error(conn_id, event)
@@ -285,7 +277,7 @@ class PublicFeed:
     def _reject(self, conn_id: str, topic: str, message: str, *, not_found: bool) -> None:
         self.topics_refused += 1
         self._sent.get(conn_id, set()).discard(topic)
-        self._resyncing.discard(topic)
+        self._states.refused(topic)
         error = TopicRefused(topic, message, not_found=not_found)
         self._refused[topic] = error
         log.warning("ws %s: upstream refused topic %s: %s", conn_id, topic, message[:200])

@@ -1,0 +1,52 @@
+"""The folder tree is the architecture: core is pure, exchange never reaches up into rpc, the
+sandbox shares no code with the client side."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent / "gateway"
+
+FORBIDDEN = {
+    "core": (
+        "asyncio",
+        "aiohttp",
+        "grpc",
+        "alp",
+        "gateway.exchange",
+        "gateway.rpc",
+        "gateway.sandbox",
+        "gateway.app",
+        "gateway.supervisor",
+    ),
+    "exchange": ("grpc", "alp", "gateway.rpc", "gateway.sandbox", "gateway.app"),
+    "sandbox": ("grpc", "alp", "gateway.core", "gateway.exchange", "gateway.rpc", "gateway.app"),
+}
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layer_imports(layer: str) -> None:
+    offenders = []
+    for path in sorted((ROOT / layer).rglob("*.py")):
+        for name in imports_of(path):
+            if any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN[layer]):
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert offenders == []
+
+
+def test_the_check_sees_imports() -> None:
+    assert "asyncio" in imports_of(ROOT / "supervisor.py")
