@@ -114,36 +114,29 @@ class Supervisor:
         child = self._children.get(name)
         return child is not None and child.status.state not in (LoopState.DONE, LoopState.FAILED)
 
-    def cancel(self, name: str) -> None:
-        """Ask one child to stop without waiting (for synchronous callbacks)."""
+    def cancel(self, name: str) -> asyncio.Task[None] | None:
+        """Ask one child to stop without waiting (for synchronous callbacks); returns the task
+        that is ending, if any (never the caller's own: a child stopping itself is only marked)."""
         child = self._children.get(name)
         if child is None:
-            return
+            return None
         child.stop_requested = True
         if child in self._pending:
             self._pending.remove(child)
             child.status.state = LoopState.DONE
-        elif child.task is not None and child.task is not asyncio.current_task():
-            child.task.cancel()
+            return None
+        task = child.task
+        if task is None or task.done() or task is asyncio.current_task():
+            return None
+        task.cancel()
+        return task
 
     async def stop(self, name: str) -> None:
-        """Cancel one child and wait for it (a child stopping itself is only marked)."""
-        child = self._children.get(name)
-        if child is None:
-            return
-        child.stop_requested = True
-        if child in self._pending:
-            self._pending.remove(child)
-            child.status.state = LoopState.DONE
-            return
-        task = child.task
-        if task is None or task.done():
-            return
-        if task is asyncio.current_task():
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait({task})
+        """Cancel one child and wait until it has ended."""
+        task = self.cancel(name)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({task})
 
     async def close(self) -> None:
         """Cancel every child, wait for all of them, refuse new ones."""
