@@ -27,6 +27,18 @@ KIND_ORDER_BOOK: Final = 5
 KIND_ORDER: Final = 6
 KIND_WALLET: Final = 7
 KIND_STATUS: Final = 8
+# The SubscribeEvent oneof as this module writes it: member name -> field number. The numbers are
+# written by hand (subscribe_chunk), so a test holds this table to the generated descriptor.
+SUBSCRIBE_KINDS: Final = {
+    "ticker": KIND_TICKER,
+    "trade": KIND_TRADE,
+    "book_diff": KIND_BOOK_DIFF,
+    "depth": KIND_DEPTH,
+    "order_book": KIND_ORDER_BOOK,
+    "order": KIND_ORDER,
+    "wallet": KIND_WALLET,
+    "status": KIND_STATUS,
+}
 
 STATE: Final = {
     "subscribed": stream_pb2.STREAM_STATE_SUBSCRIBED,
