@@ -15,12 +15,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.core import rest_parsing, rest_requests
-from gateway.core.idempotency import DEFAULT_WINDOW_S, Decision, IdempotencyStore, Key, fingerprint
+from gateway.core.idempotency import DEFAULT_WINDOW_S, Decision, Key, fingerprint
 from gateway.core.models import Order
 from gateway.core.rate_limit import Lane
 from gateway.core.reconcile import Mark, Verdict, lookup, newest_id
@@ -37,12 +36,12 @@ from gateway.errors import (
     UpstreamUnavailable,
     ValidationError,
 )
+from gateway.exchange.order_intents import IntentStore, IntentView, LocalIntents
 from gateway.exchange.rest_client import AccountSession
 from gateway.exchange.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
-CLAIMED_PER_ACCOUNT = 10_000  # ids answered to callers, never a candidate for another intent
 OPEN_STATUSES = frozenset({"OPEN", "PENDING", "PARTIAL_FILLED"})
 LAST_LOOKUP_S = 0.3  # time a final lookup needs before the caller's deadline
 
@@ -88,15 +87,14 @@ class OrderDesk:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        intents: IntentStore | None = None,
     ) -> None:
         self._upstream = upstream
         self._settings = settings
         self._clock = clock
         self._wall = wall
-        self.store = IdempotencyStore(settings.idempotency_window_s)
-        self._changed: dict[Key, asyncio.Event] = {}
+        self.intents: IntentStore = intents or LocalIntents(settings.idempotency_window_s)
         self._newest: dict[str, int] = {}
-        self._claimed: dict[str, deque[int]] = {}
         self._running: set[asyncio.Task[object]] = set()
         self._listings: dict[str, asyncio.Future[tuple[list[Order], float]]] = {}
         self._draining = False
@@ -177,7 +175,7 @@ class OrderDesk:
             return await self._send(account, spec, None, deadline, request_id)
         print_ = fingerprint(spec)
         while True:
-            decision, intent = self.store.begin(key, print_, self._wall())
+            decision, intent = await self.intents.begin(key, print_, self._wall())
             if decision is Decision.PROCEED:
                 return await self._send(account, spec, key, deadline, request_id)
             if decision is Decision.CONFLICT:
@@ -188,25 +186,12 @@ class OrderDesk:
                 self.replays += 1
                 return Placed(intent.order_ids, intent.reconciled)
             if decision is Decision.RECHECK:
-                mark = intent.extra.get("mark")
-                assert isinstance(mark, Mark)
-                return await self._recheck(account, spec, key, mark, deadline)
+                return await self._recheck(account, spec, key, intent, deadline)
             # WAIT: the first attempt is running; its end wakes us
-            event = self._changed.setdefault(key, asyncio.Event())
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise OrderOutcomeUnknown(key[2], (), "the first attempt is still running")
-            try:
-                await asyncio.wait_for(event.wait(), remaining)
-            except TimeoutError:
-                raise OrderOutcomeUnknown(
-                    key[2], (), "the first attempt is still running"
-                ) from None
-
-    def _signal(self, key: Key) -> None:
-        event = self._changed.pop(key, None)
-        if event is not None:
-            event.set()
+            await self.intents.wait_change(key, remaining)
 
     async def _send(
         self,
@@ -218,9 +203,7 @@ class OrderDesk:
     ) -> Placed:
         mark = Mark(self._newest.get(account.name), self._wall(), self._settings.clock_skew_s)
         if key is not None:
-            intent = self.store.get(key)
-            assert intent is not None
-            intent.extra["mark"] = mark
+            await self.intents.set_mark(key, mark)
         body = rest_requests.place_order(spec, wallet_spelling=self._settings.wallet_spelling)
         cause: UpstreamError
         try:
@@ -233,11 +216,11 @@ class OrderDesk:
             )
         except UpstreamError as exc:
             if not is_ambiguous(exc):
-                self._forget(key)  # ALP refused it, or it never left: a retry may place
+                await self._forget(key)  # ALP refused it, or it never left: a retry may place
                 raise
             cause = exc
         except BaseException:
-            self._unknown(key, ())  # cut by the drain, or a bug: never leave it in flight
+            await self._unknown(key, ())  # cut by the drain, or a bug: never leave it in flight
             raise
         else:
             try:
@@ -245,21 +228,21 @@ class OrderDesk:
             except UpstreamProtocolError as exc:  # a 2xx we cannot read: it exists, which one?
                 cause = exc
             else:
-                return self._placed(account, key, ids, reconciled=False)
+                return await self._placed(account, key, ids, reconciled=False)
         log.warning(
             "PlaceOrder on %s ambiguous (%s); reconciling", account.name, type(cause).__name__
         )
         try:
             verdict, candidates = await self._look(account, spec, mark, deadline, self._clock())
         except BaseException:
-            self._unknown(key, ())
+            await self._unknown(key, ())
             raise
         if verdict is Verdict.FOUND:
-            return self._placed(account, key, candidates, reconciled=True)
+            return await self._placed(account, key, candidates, reconciled=True)
         if verdict is Verdict.ABSENT:
-            self._forget(key)
+            await self._forget(key)
             raise OrderNotPlaced(cause) from cause
-        self._unknown(key, candidates)
+        await self._unknown(key, candidates)
         why = "several matching orders" if candidates else "ALP's order list could not settle it"
         raise OrderOutcomeUnknown(spec.client_order_id or "", candidates, why) from cause
 
@@ -270,43 +253,40 @@ class OrderDesk:
         reserve = min(s.reconcile_max_s, max(s.reconcile_min_s, remaining * s.reconcile_share))
         return deadline - reserve if remaining > 2 * reserve else deadline
 
-    def _forget(self, key: Key | None) -> None:
+    async def _forget(self, key: Key | None) -> None:
         if key is not None:
-            self.store.forget(key)
-            self._signal(key)
+            await _shielded(self.intents.forget(key))
 
-    def _unknown(self, key: Key | None, candidates: tuple[int, ...]) -> None:
-        if key is not None and self.store.get(key) is not None:
-            self.store.unknown(key, candidates)
-            intent = self.store.get(key)
-            assert intent is not None
-            intent.extra["ended_at"] = self._clock()
-            self._signal(key)
+    async def _unknown(self, key: Key | None, candidates: tuple[int, ...]) -> None:
+        if key is not None:
+            await _shielded(self.intents.unknown(key, candidates, self._wall()))
 
-    def _placed(
+    async def _placed(
         self, account: AccountSession, key: Key | None, ids: tuple[int, ...], *, reconciled: bool
     ) -> Placed:
-        claimed = self._claimed.setdefault(account.name, deque(maxlen=CLAIMED_PER_ACCOUNT))
-        claimed.extend(ids)
         self._newest[account.name] = max(self._newest.get(account.name, 0), *ids)
+        await _shielded(self.intents.claim(account.name, ids))
         if key is not None:
-            self.store.placed(key, ids, reconciled=reconciled)
-            self._signal(key)
+            await _shielded(self.intents.placed(key, ids, reconciled=reconciled))
         return Placed(ids, reconciled)
 
     async def _recheck(
-        self, account: AccountSession, spec: OrderSpec, key: Key, mark: Mark, deadline: float
+        self,
+        account: AccountSession,
+        spec: OrderSpec,
+        key: Key,
+        intent: IntentView,
+        deadline: float,
     ) -> Placed:
         """A retry of an intent that ended unknown: look again; never send."""
-        intent = self.store.get(key)
-        assert intent is not None
-        ended_at = intent.extra.get("ended_at")
-        given_up_at = ended_at if isinstance(ended_at, float) else self._clock()
+        mark = intent.mark or Mark(None, self._wall() - self._settings.idempotency_window_s)
+        ended_at = intent.ended_at if intent.ended_at is not None else self._wall()
+        given_up_at = self._clock() - max(0.0, self._wall() - ended_at)
         verdict, candidates = await self._look(account, spec, mark, deadline, given_up_at)
         if verdict is Verdict.FOUND:
-            return self._placed(account, key, candidates, reconciled=True)
+            return await self._placed(account, key, candidates, reconciled=True)
         if verdict is Verdict.ABSENT:
-            self._forget(key)
+            await self._forget(key)
             raise OrderNotPlaced(
                 OrderOutcomeUnknown(key[2], (), "an earlier attempt failed ambiguously")
             )
@@ -335,7 +315,7 @@ class OrderDesk:
             except (UpstreamError, RateLimited) as exc:  # never surfaced: the answer is "unknown"
                 log.warning("reconciliation lookup on %s failed: %s", account.name, exc)
                 return Verdict.INCOMPLETE, ()
-            claimed = set(self._claimed.get(account.name, ()))  # as of now, not as of the start
+            claimed = await self.intents.claimed(account.name)  # as of now, not as of the start
             found = lookup(orders, spec, mark, claimed)
             if found.verdict in (Verdict.FOUND, Verdict.SEVERAL):
                 return found.verdict, found.candidates
@@ -421,6 +401,11 @@ class OrderDesk:
             if self._clock() + self._settings.lookup_pause_s >= deadline:
                 raise OrderOutcomeUnknown("", (), "cancel outcome not settled in time") from cause
             await asyncio.sleep(self._settings.lookup_pause_s)
+
+
+async def _shielded(step: Awaitable[None]) -> None:
+    """Record an outcome even while the call is being cut: the next retry depends on it."""
+    await asyncio.shield(step)
 
 
 def _cancel_scope(orders: list[Order], target: CancelTarget) -> list[Order] | None:
