@@ -23,7 +23,8 @@
     │   │                        or malformed topic                       -> INVALID_ARGUMENT
     │   └── PrivateLoginRefused  ALP keeps refusing the account's WS login -> UNAUTHENTICATED
     ├── RateLimited              the client-side limiter has no headroom  -> RESOURCE_EXHAUSTED
-    └── AuditUnavailable         the audit trail cannot be written        -> UNAVAILABLE (no trading)
+    ├── AuditUnavailable         the audit trail cannot be written        -> UNAVAILABLE (no trading)
+    └── IdempotencyUnavailable   the fleet's intent store cannot be read  -> UNAVAILABLE (nothing sent)
 
 Anything else reaching the RPC boundary is a bug: INTERNAL with a generic message, traceback logged.
 """
@@ -207,4 +208,12 @@ class AuditUnavailable(GatewayError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"audit trail unavailable ({reason}); trading refused until it is fixed")
+        self.reason = reason
+
+
+class IdempotencyUnavailable(GatewayError):
+    """The fleet's idempotency store (Redis) cannot be read: the order is not sent, a retry is safe."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"idempotency store unavailable ({reason}); the order was not sent")
         self.reason = reason

@@ -205,6 +205,14 @@ def _slow_consumer(exc: errors.SlowConsumer) -> MappedError:
     return MappedError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
 
 
+def _idempotency_unavailable(exc: errors.IdempotencyUnavailable) -> MappedError:
+    return MappedError(
+        grpc.StatusCode.UNAVAILABLE,
+        str(exc),
+        [_error_info("IDEMPOTENCY_UNAVAILABLE", GATEWAY_DOMAIN), _retry_info(DEFAULT_RETRY_S)],
+    )
+
+
 def _audit_unavailable(exc: errors.AuditUnavailable) -> MappedError:
     return MappedError(
         grpc.StatusCode.UNAVAILABLE,
@@ -278,6 +286,7 @@ ERROR_TABLE: Final[Mapping[type[errors.GatewayError], Callable[[Any], MappedErro
                 _row(errors.PrivateLoginRefused, _private_login_refused),
                 _row(errors.RateLimited, _rate_limited),
                 _row(errors.AuditUnavailable, _audit_unavailable),
+                _row(errors.IdempotencyUnavailable, _idempotency_unavailable),
             ]
         )
     )
