@@ -53,6 +53,7 @@ SAMPLES: list[tuple[errors.GatewayError, grpc.StatusCode]] = [
     (errors.PrivateLoginRefused("demo", "revoked"), grpc.StatusCode.UNAUTHENTICATED),
     (errors.RateLimited("public", 0.5), grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.AuditUnavailable("disk full"), grpc.StatusCode.UNAVAILABLE),
+    (errors.IdempotencyUnavailable("ConnectionError"), grpc.StatusCode.UNAVAILABLE),
 ]
 
 
