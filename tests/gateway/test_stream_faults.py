@@ -14,7 +14,7 @@ from alp.v3 import common_pb2, stream_pb2, stream_pb2_grpc, trading_pb2, trading
 
 from gateway.app import Gateway
 from gateway.sandbox import Sandbox
-from tests.gateway.test_streams import first_message, place
+from tests.gateway.test_streams import eventually, first_message, place
 
 BUY, SELL = common_pb2.ORDER_SIDE_BUY, common_pb2.ORDER_SIDE_SELL
 
@@ -23,6 +23,7 @@ def trade_frame(trade_id: int, pair: str = "BTC_USDT") -> str:
     return json.dumps(["t", int(time.time()), trade_id, pair, "0.1", "30000.5", "buy", "extra"])
 
 
+@pytest.mark.slow  # 40,000 events at a steady pace
 @pytest.mark.parametrize("gateway_overrides", [{"stream__queue_limit": 5000}])
 async def test_slow_consumer_ends_alone_and_fast_one_keeps_up(
     gateway: Gateway, sandbox: Sandbox, gateway_overrides: dict[str, Any]
@@ -93,6 +94,7 @@ async def test_garbage_frames_do_not_disturb_streams(
     call.cancel()
 
 
+@pytest.mark.slow  # two renewals of a 2 s token
 @pytest.mark.parametrize("gateway_overrides", [{"token__refresh_margin_s": 1.0}])
 async def test_private_stream_survives_token_expiry(
     channel: grpc.aio.Channel, sandbox: Sandbox, gateway: Gateway, gateway_overrides: dict[str, Any]
@@ -102,18 +104,22 @@ async def test_private_stream_survives_token_expiry(
         stream_pb2.StreamOrderUpdatesRequest()
     )
     await first_message(orders, predicate=lambda m: m.HasField("status"))
+    sockets = set(sandbox.ws.clients)
     seen: list[int] = []
-    for _ in range(4):  # 4 x 1.2 s: the 2 s token is renewed at least once meanwhile
-        await asyncio.sleep(1.2)
+    for renewal in range(3):  # an order before the first renewal of the 2 s token and after two
+        if renewal:
+            logins = sandbox.stats.ws_auth_commands
+            await eventually(lambda n=logins: sandbox.stats.ws_auth_commands > n, within=10)
         order_id = await place(channel, BUY, "0.01", "20000")
         update = await first_message(
             orders, predicate=lambda m, wanted=order_id: any(o.order_id == wanted for o in m.orders)
         )
         seen.append(order_id)
         assert update.orders
-    assert len(seen) == 4
-    assert sandbox.stats.auth_calls >= 2
-    assert sandbox.stats.ws_auth_commands >= 2  # the socket was re-authenticated in place
+    assert len(seen) == 3
+    assert sandbox.stats.auth_calls >= 2  # the token itself was renewed
+    assert sandbox.stats.ws_auth_commands >= 3
+    assert set(sandbox.ws.clients) == sockets  # re-authenticated in place, never reconnected
     orders.cancel()
 
 
@@ -131,8 +137,10 @@ async def test_drops_during_resubscribe_leave_no_leaks(
     for call in calls:
         await first_message(call, predicate=lambda m: m.HasField("status"))
     for _ in range(5):
+        dropped = set(sandbox.ws.clients)
         await sandbox.drop_ws_connections()
-        await asyncio.sleep(0.05)  # inside the reconnect backoff / resubscribe
+        # drop again as soon as the gateway is back: inside its resubscribe
+        await eventually(lambda old=dropped: bool(set(sandbox.ws.clients) - old))
     await sandbox.drop_ws_connections()
     assert gateway.public_feed is not None
     feed = gateway.public_feed
@@ -141,10 +149,10 @@ async def test_drops_during_resubscribe_leave_no_leaks(
     def upstream_topics() -> list[str]:
         return sorted(t for conn in sandbox.ws.clients for t in conn.topics)
 
-    for _ in range(200):
-        if upstream_topics() == expected and all(feed.is_live(t) for t in expected):
-            break
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: upstream_topics() == expected and all(feed.is_live(t) for t in expected),
+        within=10,
+    )
     assert upstream_topics() == expected  # each topic once upstream: no duplicate subscriptions
     assert sorted(t for ts in feed.connections().values() for t in ts) == expected
     await asyncio.sleep(0.3)
@@ -156,11 +164,7 @@ async def test_drops_during_resubscribe_leave_no_leaks(
         assert message.trades[0].pair == "BTC_USDT"
     for call in calls:
         call.cancel()
-    for _ in range(100):
-        if not feed.connections():
-            break
-        await asyncio.sleep(0.05)
-    assert not feed.connections()
+    await eventually(lambda: not feed.connections())
     assert gateway.hub is not None and gateway.hub.consumer_count() == 0
 
 
@@ -275,11 +279,8 @@ async def test_order_book_with_alp_down_is_unavailable_and_leaks_nothing(
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "snapshot" in (
         info.value.details() or ""
     )
-    for _ in range(50):
-        if gateway.streams.keeper_count() == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert gateway.streams.keeper_count() == 0
+    streams = gateway.streams
+    await eventually(lambda: streams.keeper_count() == 0)
     sandbox.faults.update({"error_rate": 0.0})
     call = stream_pb2_grpc.StreamServiceStub(channel).StreamOrderBook(
         stream_pb2.StreamOrderBookRequest(pair="BTC_USDT")

@@ -81,7 +81,10 @@ async def test_many_subscribers_share_one_upstream_subscription(
     await eventually(lambda: sandbox.stats.ws_unsubscribe_commands["trade.BTC_USDT"] == 1)
     assert gateway.hub is not None and gateway.hub.consumer_count() == 0
     assert gateway.streams is not None and gateway.streams.active_streams == 0
-    await asyncio.sleep(0.2)
+    feed = gateway.public_feed
+    assert feed is not None
+    # once the feed holds no topic and no socket, nothing is left that could unsubscribe again
+    await eventually(lambda: feed.listener_count() == 0 and not feed.connections())
     assert sandbox.stats.ws_unsubscribe_commands["trade.BTC_USDT"] == 1
 
 
