@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 50051
 
-.PHONY: run test venv sandbox lint typecheck protos check-protos proto-lint hadolint unit polyglot-deps bench clean
+.PHONY: run test venv sandbox lint typecheck protos check-protos proto-lint hadolint unit pytest-all polyglot-deps bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,8 @@ run: venv
 sandbox: venv
 	$(BIN)/alp-gateway sandbox --host $(HOST) --port 8085
 
-## The whole test suite: lint, types, proto checks, Dockerfile lint, tests.
-test: venv polyglot-deps lint typecheck check-protos proto-lint hadolint unit
+## The whole test suite: lint, types, proto checks, Dockerfile lint, every test (slow and polyglot too).
+test: venv polyglot-deps lint typecheck check-protos proto-lint hadolint pytest-all
 
 lint: venv
 	$(BIN)/ruff format --check $(wildcard gateway tests scripts bench)
@@ -53,8 +53,13 @@ hadolint: venv
 polyglot-deps:
 	bash scripts/polyglot_deps.sh
 
+## The fast inner loop (under a minute): everything but slow and polyglot tests.
 unit: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow and not polyglot"
+
+## Every test, slow and polyglot included; what `make test` runs.
+pytest-all: venv
+	$(BIN)/python -m pytest --durations=15
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -282,6 +282,7 @@ def test_arbitrary_text_never_raises(text: str | bytes) -> None:
         assert isinstance(event, ev.Unknown) == (sum(stats.decoded.values()) == 0)
 
 
+@pytest.mark.slow  # 400 hypothesis examples: ~3-4 s
 @settings(max_examples=400, deadline=None)
 @given(_kinds, st.lists(_json_values, max_size=20))
 def test_arbitrary_typed_frames_never_raise(kind: str, rest: list[object]) -> None:

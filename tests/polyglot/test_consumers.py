@@ -16,6 +16,8 @@ BIN = Path(sys.executable).parent
 # googleapis-common-protos ships google/rpc/*.proto beside its modules: the include root for them.
 PROTO_ROOT_OF_GOOGLE_RPC = Path(status_pb2.__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.polyglot  # toolchains and a gateway process: `make unit` leaves them out
+
 
 def run(command: list[str], timeout: float = 120) -> str:
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
