@@ -3,6 +3,8 @@
 The upstream side calls `offer*` synchronously (never awaiting a consumer). The consumer's handler
 iterates `messages()`, which waits while nothing is pending and otherwise drains everything at once
 into as few response messages as possible: a run of events becomes one message, a status its own.
+A Subscribe stream is one PER_TOPIC Delivery: each of its topics keeps the policy it has alone
+(TopicQueue), and each of its order books offers through a Lane of it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Policy(enum.Enum):
     LOSSLESS = "lossless"  # every event or the stream ends with RESOURCE_EXHAUSTED
     CONFLATE = "conflate"  # newest per key wins, `skipped` says how many were dropped
     RESNAPSHOT = "resnapshot"  # on overflow, drop the backlog and restart from a fresh snapshot
+    PER_TOPIC = "per_topic"  # Subscribe: keyed offers conflate, Lanes resnapshot, the rest lossless
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,8 +45,91 @@ class _Entry:
     events: int = 1
 
 
+class TopicQueue:
+    """Subscribe's queue: one arrival order across topics, each topic under its own policy.
+
+    - lossless entries (trades, diffs, order and wallet updates, statuses) count against `limit`;
+      overflowing it breaks the queue for good, as a LosslessQueue (the stream must end);
+    - a keyed entry (the ticker or depth snapshot of one pair) replaces the pending one of its key
+      and moves to the end, so what is delivered is always a subsequence of what arrived, in order;
+    - a lane (one order book) keeps its entries in order; the Delivery replaces them all by a fresh
+      snapshot once `limit` of them are pending.
+    Keyed and lane entries never break the queue: they are bounded by their keys and their lanes.
+    """
+
+    __slots__ = ("_items", "_lanes", "_next", "limit", "lost", "size", "skipped")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        self._items: dict[Hashable, _Entry] = {}  # insertion order is arrival order
+        self._lanes: dict[int, list[int]] = {}  # lane -> keys of its pending entries
+        self._next = 0  # keys of lossless and lane entries (ints; keyed entries use tuples)
+        self.limit = limit
+        self.size = 0  # lossless events pending
+        self.lost = 0
+        self.skipped = 0  # events replaced or dropped since the last drain
+
+    def offer(self, entry: _Entry) -> bool:
+        """A lossless entry; False once the queue overflowed."""
+        if self.lost:
+            self.lost += entry.events
+            return False
+        if self.size + entry.events > self.limit:
+            self.lost = self.size + entry.events
+            self._items.clear()
+            self._lanes.clear()
+            self.size = 0
+            return False
+        self._next += 1
+        self._items[self._next] = entry
+        self.size += entry.events
+        return True
+
+    def replace(self, key: Hashable, entry: _Entry) -> None:
+        """The newest entry of `key`; a pending older one is dropped and counted."""
+        if self.lost:
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.skipped += old.events
+        self._items[key] = entry
+
+    def lane_size(self, lane: int) -> int:
+        return len(self._lanes.get(lane, ()))
+
+    def offer_lane(self, lane: int, entry: _Entry) -> None:
+        if self.lost:
+            return
+        self._next += 1
+        self._items[self._next] = entry
+        self._lanes.setdefault(lane, []).append(self._next)
+
+    def drop_lane(self, lane: int) -> None:
+        """Forget the lane's pending entries (counted as skipped)."""
+        for key in self._lanes.pop(lane, ()):
+            self.skipped += self._items.pop(key).events
+
+    @property
+    def broken(self) -> bool:
+        return self.lost > 0
+
+    def drain(self) -> tuple[list[_Entry], int]:
+        items = list(self._items.values())
+        skipped, self.skipped = self.skipped, 0
+        self._items.clear()
+        self._lanes.clear()
+        self.size = 0
+        return items, skipped
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 _NO_LOSSLESS: LosslessQueue[Any] = LosslessQueue(1)  # shared, never written (CONFLATE streams)
 _NO_CONFLATING: ConflatingQueue[Any] = ConflatingQueue()  # shared, never written (lossless streams)
+_NO_TOPICS: TopicQueue = TopicQueue(1)  # shared, never written (single-topic streams)
+_lane_ids = itertools.count(1)
 
 
 class Delivery:
@@ -59,6 +145,7 @@ class Delivery:
         "_pending_skipped",
         "_resnapshot",
         "_skipped_field",
+        "_topics",
         "_wake",
         "channel",
         "delivered_events",
@@ -88,11 +175,12 @@ class Delivery:
         self._resnapshot = resnapshot
         # Only the queue the policy needs: thousands of idle streams make every object count.
         self._lossless: LosslessQueue[_Entry] = (
-            _NO_LOSSLESS if policy is Policy.CONFLATE else LosslessQueue(limit)
+            LosslessQueue(limit) if policy in (Policy.LOSSLESS, Policy.RESNAPSHOT) else _NO_LOSSLESS
         )
         self._conflating: ConflatingQueue[_Entry] = (
             ConflatingQueue() if policy is Policy.CONFLATE else _NO_CONFLATING
         )
+        self._topics = TopicQueue(limit) if policy is Policy.PER_TOPIC else _NO_TOPICS
         self._wake = asyncio.Event()
         self._ended: BaseException | None = None
         self.delivered_messages = 0
@@ -109,25 +197,63 @@ class Delivery:
     @property
     def conflated(self) -> int:
         """Events dropped for this consumer by conflation or resnapshots so far."""
-        return self._conflated_total + self._conflating.skipped
+        return self._conflated_total + self._conflating.skipped + self._topics.skipped
 
     def __len__(self) -> int:
-        return len(self._conflating) if self.policy is Policy.CONFLATE else len(self._lossless)
+        if self.policy is Policy.CONFLATE:
+            return len(self._conflating)
+        if self.policy is Policy.PER_TOPIC:
+            return len(self._topics)
+        return len(self._lossless)
+
+    @property
+    def _broken(self) -> bool:
+        return self._lossless.broken or self._topics.broken
 
     def offer(self, chunk: bytes, key: Hashable = None, events: int = 1) -> None:
         """`events` pre-encoded elements (concatenated); `key` names what a newer event replaces
-        (CONFLATE only)."""
-        self._push(_Entry(chunk, False, events), key if key is not None else next(_status_keys))
+        (CONFLATE; PER_TOPIC: with a key it conflates, without it is lossless)."""
+        self._push(_Entry(chunk, False, events), key)
 
     def offer_status(self, message: bytes) -> None:
         """A whole response message carrying a status; delivered in order, never conflated away."""
-        self._push(_Entry(message, True), ("status", next(_status_keys)))
+        self._push(_Entry(message, True), None)
 
     def _push(self, entry: _Entry, key: Hashable) -> None:
-        if self.policy is Policy.CONFLATE:
-            self._conflating.offer(key, entry)
-        elif not self._lossless.offer(entry, entry.events) and self.policy is Policy.RESNAPSHOT:
+        policy = self.policy
+        if policy is Policy.CONFLATE:
+            self._conflating.offer(key if key is not None else next(_status_keys), entry)
+        elif policy is Policy.PER_TOPIC:
+            if key is None or entry.is_status:
+                self._topics.offer(entry)
+            else:
+                self._topics.replace(key, entry)
+        elif not self._lossless.offer(entry, entry.events) and policy is Policy.RESNAPSHOT:
             self._restart_from_snapshot()
+        self._wake.set()
+
+    def _push_lane(
+        self, lane: int, entry: _Entry, resnapshot: Callable[[], list[bytes]] | None
+    ) -> None:
+        """An order-book entry of a PER_TOPIC stream: in order, unless `limit` of its book's are
+        already pending; then they all give way to one fresh snapshot (the entry is in it)."""
+        topics = self._topics
+        pending = topics.lane_size(lane)
+        if resnapshot is not None and pending >= topics.limit:
+            try:
+                snapshot = resnapshot()
+            except Exception:  # not with sane levels; a whole backlog beats a broken book
+                if pending == topics.limit:  # once per backlog, not once per update
+                    log.exception("stream %s: book resnapshot failed; backlog kept", self.channel)
+            else:
+                topics.drop_lane(lane)
+                topics.skipped += entry.events
+                self.resnapshots += 1
+                for chunk in snapshot:
+                    topics.offer_lane(lane, _Entry(chunk, False))
+                self._wake.set()
+                return
+        topics.offer_lane(lane, entry)
         self._wake.set()
 
     def _restart_from_snapshot(self) -> None:
@@ -148,6 +274,10 @@ class Delivery:
     def _drain(self) -> tuple[list[_Entry], int]:
         if self.policy is Policy.CONFLATE:
             return self._conflating.drain()
+        if self.policy is Policy.PER_TOPIC:
+            if self._topics.broken:
+                raise SlowConsumer(self.channel, self._topics.lost)
+            return self._topics.drain()
         if self._lossless.broken:
             raise SlowConsumer(self.channel, self._lossless.lost)
         skipped, self._pending_skipped = self._pending_skipped, 0
@@ -155,7 +285,7 @@ class Delivery:
 
     async def messages(self) -> AsyncIterator[bytes]:
         while True:
-            if not len(self) and not self._lossless.broken:
+            if not len(self) and not self._broken:
                 if self._ended is not None:
                     raise self._ended
                 self._wake.clear()
@@ -203,4 +333,33 @@ class Delivery:
         return b"".join(run) + tail
 
 
-__all__ = ["Delivery", "Draining", "Policy"]
+class Lane(Delivery):
+    """One order book of a PER_TOPIC (Subscribe) stream, standing in for the book's own Delivery.
+
+    It takes over `own`'s name and resnapshot callback. Its updates go into the parent's one queue,
+    in arrival order with the stream's other topics, under the book's own policy: a book `limit`
+    updates behind is replaced by a fresh snapshot, as in StreamOrderBook, and never ends the
+    stream. Statuses and `end` go to the parent. A Lane holds nothing: read the parent."""
+
+    __slots__ = ("_lane", "_parent")
+
+    def __init__(self, parent: Delivery, own: Delivery) -> None:
+        if parent.policy is not Policy.PER_TOPIC:
+            raise ValueError("a Lane belongs to a PER_TOPIC delivery")
+        if own.policy is not Policy.RESNAPSHOT:
+            raise ValueError("a Lane stands in for a RESNAPSHOT delivery")
+        super().__init__(own.channel, Policy.RESNAPSHOT, limit=1, resnapshot=own._resnapshot)
+        self._parent = parent
+        self._lane = next(_lane_ids)
+
+    def _push(self, entry: _Entry, key: Hashable) -> None:
+        if entry.is_status:
+            self._parent._push(entry, None)
+        else:
+            self._parent._push_lane(self._lane, entry, self._resnapshot)
+
+    def end(self, reason: BaseException) -> None:
+        self._parent.end(reason)
+
+
+__all__ = ["Delivery", "Draining", "Lane", "Policy", "TopicQueue"]

@@ -20,7 +20,7 @@ from gateway.exchange.ws_public import PublicFeed
 from gateway.rpc import stream_encode as enc
 from gateway.rpc.call import ACCOUNT_HEADER, metadata_value
 from gateway.rpc.caller_auth import authorize_subscribe_channel
-from gateway.rpc.delivery import Delivery, Policy
+from gateway.rpc.delivery import Delivery, Lane, Policy
 from gateway.rpc.servicer_base import Context
 from gateway.rpc.stream_hub import DropStats, StreamHub, Target
 
@@ -273,19 +273,31 @@ class StreamServicer:
 
     # -- Subscribe ------------------------------------------------------------------------------
     async def Subscribe(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+        """One PER_TOPIC queue: each topic keeps the policy of its single-topic RPC (tickers and
+        depth conflate per pair, books resnapshot, the rest lossless and a lossless overflow ends
+        the stream RESOURCE_EXHAUSTED), all in one arrival order."""
         self._authorize_channels(request, context)
         wants, books = self._subscribe_plan(request, context)
-        delivery = self._delivery("subscribe", Policy.LOSSLESS)
-        streams: list[tuple[BookKeeper, BookStream]] = []
+        delivery = self._delivery("subscribe", Policy.PER_TOPIC)
         async with contextlib.AsyncExitStack() as stack:
-            for pair, depth in books:
-                keeper = await stack.enter_async_context(self._book(pair))
-                stream = BookStream(keeper, depth, self._queue_limit, kind=enc.KIND_ORDER_BOOK)
-                stream.delivery = delivery  # book updates share the subscriber's one queue
+            keepers = [(await stack.enter_async_context(self._book(p)), d) for p, d in books]
+            # No await from here on until every book is started: a book's first update is its
+            # snapshot, and its SUBSCRIBED is told exactly once (forwarded by the keeper, or
+            # here when ALP confirmed before this stream watched).
+            for keeper, depth in keepers:
+                stream = BookStream(
+                    keeper,
+                    depth,
+                    self._queue_limit,
+                    kind=enc.KIND_ORDER_BOOK,
+                    stats=self._hub.stats,
+                )
+                # the book's updates go into the subscriber's one queue, under the book's policy
+                stream.delivery = Lane(delivery, stream.delivery)
                 keeper.watch(stream)
                 stack.callback(keeper.unwatch, stream)
-                streams.append((keeper, stream))
-            for _, stream in streams:
+                if all(self._feed.is_live(topic) for topic in keeper.topics):
+                    stream.on_book_status("subscribed", keeper.topics)
                 stream.start()
             async with self._serving(delivery, wants):
                 async for message in delivery.messages():
@@ -311,10 +323,19 @@ class StreamServicer:
             raise ValidationError("topics", "at least one topic is required")
         if len(topics) > MAX_PAIRS:
             raise ValidationError("topics", f"at most {MAX_PAIRS} topics")
-        wants: list[tuple[str, str, Target]] = []
+        wants: dict[tuple[str, str], Target] = {}
         books: list[tuple[str, int]] = []
         seen: set[tuple[int, str]] = set()
         account_name: str | None = None
+
+        def want(name: str, upstream_topic: str, target: Target) -> None:
+            # One target per (channel, topic) and stream: tickers of two pairs, or order updates
+            # of two pairs, ride on one upstream channel, so their filters merge.
+            key = (name, upstream_topic)
+            if key in wants:
+                target = _merged(wants[key], target)
+            wants[key] = target
+
         for index, topic in enumerate(topics):
             field = f"topics[{index}]"
             key = (topic.channel, topic.pair)
@@ -325,15 +346,18 @@ class StreamServicer:
             channel = topic.channel
             if channel == stream_pb2.CHANNEL_TICKERS:
                 accept = frozenset({pair}) if pair else None
-                wants.append(("ticker", "ticker.*", Target(enc.KIND_TICKER, accept, False)))
+                want("ticker", "ticker.*", Target(enc.KIND_TICKER, accept, conflate=True))
             elif channel == stream_pb2.CHANNEL_TRADES:
-                wants.append(("trade", f"trade.{pair or '*'}", Target(enc.KIND_TRADE, None, False)))
-            elif channel in (stream_pb2.CHANNEL_BOOK_DIFFS, stream_pb2.CHANNEL_DEPTH):
+                want("trade", f"trade.{pair or '*'}", Target(enc.KIND_TRADE, None, conflate=False))
+            elif channel == stream_pb2.CHANNEL_BOOK_DIFFS:
                 if not pair:
                     raise ValidationError(f"{field}.pair", "required for this channel")
-                name = "diff" if channel == stream_pb2.CHANNEL_BOOK_DIFFS else "market_depth"
-                kind = enc.KIND_BOOK_DIFF if name == "diff" else enc.KIND_DEPTH
-                wants.append((name, f"{name}.{pair}", Target(kind, None, False)))
+                want("diff", f"diff.{pair}", Target(enc.KIND_BOOK_DIFF, None, conflate=False))
+            elif channel == stream_pb2.CHANNEL_DEPTH:
+                if not pair:
+                    raise ValidationError(f"{field}.pair", "required for this channel")
+                depth = Target(enc.KIND_DEPTH, None, conflate=True)
+                want("market_depth", f"market_depth.{pair}", depth)
             elif channel == stream_pb2.CHANNEL_ORDER_BOOK:
                 if not pair:
                     raise ValidationError(f"{field}.pair", "required for this channel")
@@ -346,16 +370,16 @@ class StreamServicer:
                 name = "order" if channel == stream_pb2.CHANNEL_ORDER_UPDATES else "wallet"
                 kind = enc.KIND_ORDER if name == "order" else enc.KIND_WALLET
                 accept = frozenset({pair}) if pair and name == "order" else None
-                wants.append((name, account_name, Target(kind, accept, False)))
+                want(name, account_name, Target(kind, accept, conflate=False))
             else:
                 raise ValidationError(f"{field}.channel", "unknown or unspecified channel")
-        return wants, books
+        return [(name, upstream, target) for (name, upstream), target in wants.items()], books
 
     # -- plumbing -------------------------------------------------------------------------------
     def _delivery(self, channel: str, policy: Policy) -> Delivery:
         skipped = enc.SKIPPED_FIELD if policy is Policy.CONFLATE else 0
-        if channel == "subscribe":
-            skipped = 0
+        if policy is Policy.PER_TOPIC:
+            skipped = enc.SUBSCRIBE_SKIPPED_FIELD
         return Delivery(channel, policy, limit=self._queue_limit, skipped_field=skipped)
 
     def _serving(self, delivery: Delivery, wants: list[tuple[str, str, Target]]) -> _Serving:
@@ -445,6 +469,12 @@ class _KeeperLease:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._servicer._release_keeper(self._pair)
+
+
+def _merged(a: Target, b: Target) -> Target:
+    """Two Subscribe topics on one upstream channel: the union of what they accept."""
+    accept = None if a.accept is None or b.accept is None else a.accept | b.accept
+    return Target(a.subscribe_kind, accept, a.conflate)
 
 
 def _depth(value: int, field: str) -> int:

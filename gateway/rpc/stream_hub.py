@@ -49,7 +49,7 @@ class Target:
 
     subscribe_kind: int  # 0 = per-channel response form, else the SubscribeEvent oneof member
     accept: frozenset[str] | None  # pairs (or currencies) wanted; None = all
-    conflate: bool
+    conflate: bool  # newest per pair wins; in a Subscribe stream per (kind, pair)
 
 
 def _key_of(item: Any) -> str:
@@ -168,7 +168,11 @@ class TopicChannel:
                     payload = self._encode(topic, item)
                     if payload is None:
                         break
-                key: Hashable = _key_of(item) if target.conflate else None
+                key: Hashable = None
+                if target.conflate:
+                    key = _key_of(item)
+                    if target.subscribe_kind:  # one Subscribe queue holds several kinds
+                        key = (target.subscribe_kind, key)
                 if target.subscribe_kind:
                     if subscribe_chunk is None:
                         subscribe_chunk = enc.subscribe_chunk(target.subscribe_kind, payload)
