@@ -1,7 +1,7 @@
 // Command alpclient exercises the ALP gRPC gateway from Go, as a consuming service would:
-// list pairs, stream trades until N were seen, place and cancel an order, and check that an
-// invalid call fails with the documented status and google.rpc details. It prints one line per
-// step and exits non-zero on the first failure.
+// list pairs, stream trades until N were seen, subscribe to trades and tickers in one stream,
+// place and cancel an order, and check that an invalid call fails with the documented status and
+// google.rpc details. It prints one line per step and exits non-zero on the first failure.
 package main
 
 import (
@@ -24,6 +24,60 @@ import (
 func fail(format string, args ...interface{}) {
 	fmt.Fprintf(os.Stderr, "FAIL "+format+"\n", args...)
 	os.Exit(1)
+}
+
+// subscribe reads one Subscribe stream of two channels (trades and tickers of pair) until it has
+// seen SUBSCRIBED for both topics and an event of each kind, printing a line for each.
+func subscribe(ctx context.Context, streams alpv3.StreamServiceClient, pair string) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stream, err := streams.Subscribe(ctx, &alpv3.SubscribeRequest{Topics: []*alpv3.Topic{
+		{Channel: alpv3.Channel_CHANNEL_TRADES, Pair: pair},
+		{Channel: alpv3.Channel_CHANNEL_TICKERS, Pair: pair},
+	}})
+	if err != nil {
+		fail("Subscribe: %v", err)
+	}
+	subscribed := map[string]bool{}
+	seen := map[string]bool{}
+	events := 0
+	for !(subscribed["trade."+pair] && subscribed["ticker.*"] && seen["trade"] && seen["ticker"]) {
+		msg, err := stream.Recv()
+		if err != nil {
+			fail("Subscribe recv after %d events: %v", events, err)
+		}
+		for _, e := range msg.Events {
+			events++
+			switch ev := e.Event.(type) {
+			case *alpv3.SubscribeEvent_Status:
+				for _, topic := range ev.Status.Topics {
+					if ev.Status.State == alpv3.StreamState_STREAM_STATE_SUBSCRIBED && !subscribed[topic] {
+						subscribed[topic] = true
+						fmt.Printf("OK Subscribe status %s %s\n", ev.Status.State, topic)
+					}
+				}
+			case *alpv3.SubscribeEvent_Trade:
+				if ev.Trade.Pair != pair || ev.Trade.Price == "" || ev.Trade.TradeId == 0 {
+					fail("Subscribe: bad trade %v", ev.Trade)
+				}
+				if !seen["trade"] {
+					seen["trade"] = true
+					fmt.Printf("OK Subscribe trade %s id %d price %s\n", ev.Trade.Pair, ev.Trade.TradeId, ev.Trade.Price)
+				}
+			case *alpv3.SubscribeEvent_Ticker:
+				if ev.Ticker.Pair != pair || ev.Ticker.Close == "" {
+					fail("Subscribe: bad ticker %v", ev.Ticker)
+				}
+				if !seen["ticker"] {
+					seen["ticker"] = true
+					fmt.Printf("OK Subscribe ticker %s close %s\n", ev.Ticker.Pair, ev.Ticker.Close)
+				}
+			default:
+				fail("Subscribe: unexpected event %T", ev)
+			}
+		}
+	}
+	fmt.Printf("OK Subscribe 2 channels, %d events\n", events)
 }
 
 func main() {
@@ -71,6 +125,8 @@ func main() {
 		}
 	}
 	fmt.Printf("OK StreamTrades %d trades\n", seen)
+
+	subscribe(ctx, streams, *pair)
 
 	trading := alpv3.NewTradingServiceClient(conn)
 	placed, err := trading.PlaceOrder(ctx, &alpv3.PlaceOrderRequest{

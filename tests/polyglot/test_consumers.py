@@ -31,6 +31,12 @@ def test_go_client(gateway_process: str, tmp_path: Path) -> None:
     output = run([binary, "-target", gateway_process, "-trades", "5"])
     assert "ALL OK" in output
     assert "OK ListPairs" in output and "OK StreamTrades 5 trades" in output
+    # one Subscribe stream of two channels: a SUBSCRIBED per topic and a line per kind received
+    assert "OK Subscribe status STREAM_STATE_SUBSCRIBED trade.BTC_USDT" in output
+    assert "OK Subscribe status STREAM_STATE_SUBSCRIBED ticker.*" in output
+    assert "OK Subscribe trade BTC_USDT id " in output
+    assert "OK Subscribe ticker BTC_USDT close " in output
+    assert "OK Subscribe 2 channels" in output
     assert "ErrorInfo alp.com/2002" in output
     assert "BadRequest field" in output
 
