@@ -373,6 +373,8 @@ class StreamServicer:
                 want(name, account_name, Target(kind, accept, conflate=False))
             else:
                 raise ValidationError(f"{field}.channel", "unknown or unspecified channel")
+        if ("trade", "trade.*") in wants:  # every pair's trades: a trade.PAIR would repeat them
+            wants = {k: t for k, t in wants.items() if k[0] != "trade" or k[1] == "trade.*"}
         return [(name, upstream, target) for (name, upstream), target in wants.items()], books
 
     # -- plumbing -------------------------------------------------------------------------------

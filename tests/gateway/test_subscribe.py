@@ -379,6 +379,34 @@ async def test_every_order_book_says_subscribed_once_and_starts_with_its_snapsho
     await eventually(lambda: streams.keeper_count() == 0)  # both books released with the streams
 
 
+async def test_topics_on_one_upstream_channel_merge_and_nothing_comes_twice(
+    channel: grpc.aio.Channel, sandbox: Sandbox
+) -> None:
+    topics = [
+        topic(C.CHANNEL_TRADES, "BTC_USDT"),
+        topic(C.CHANNEL_TRADES),  # every pair: covers BTC_USDT's
+        topic(C.CHANNEL_TICKERS, "BTC_USDT"),
+        topic(C.CHANNEL_TICKERS, "ETH_USDT"),  # both filters on the one ticker.*
+        topic(C.CHANNEL_ORDER_UPDATES, "BTC_USDT"),
+        topic(C.CHANNEL_ORDER_UPDATES, "ETH_USDT"),  # both filters on the one private channel
+    ]
+    async with reading(subscribe(channel, topics)) as reader:
+        await reader.until(lambda: reader.subscribed() >= {"trade.*", "ticker.*", "private"})
+        assert sandbox.stats.ws_subscribe_commands["trade.BTC_USDT"] == 0
+        eth_order = await place(channel, BUY, "0.1", "1000", pair="ETH_USDT")
+        await place(channel, SELL, "0.01", "30000", account="desk-b")
+        btc_order = await place(channel, BUY, "0.01", "30000")
+        sandbox.publish_now()
+        await reader.until(
+            lambda: {t.pair for t in reader.of("ticker")} == {"BTC_USDT", "ETH_USDT"}
+        )
+        await reader.until(
+            lambda: {o.order_id for o in reader.of("order")} == {eth_order, btc_order}
+        )
+        await asyncio.sleep(0.2)
+        assert len(reader.of("trade")) == 1  # once, not once per topic
+
+
 def prices(levels: Any) -> set[Decimal]:
     return {Decimal(level.price) for level in levels}
 
