@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,7 +20,14 @@ from gateway.config import AccountCredentials, GatewayConfig
 from gateway.core import rest_requests
 from gateway.core.callers import Caller, CallerRegistry
 from gateway.core.token_policy import Secret
-from gateway.errors import ConfigError, Draining, GatewayError
+from gateway.errors import (
+    AuthFailed,
+    ConfigError,
+    Draining,
+    GatewayError,
+    RateLimited,
+    UpstreamHttpError,
+)
 from gateway.exchange.limiter import RateLimiter
 from gateway.exchange.order_desk import DeskSettings, OrderDesk
 from gateway.exchange.rest_client import AccountSession, RestClient, RetryPolicy
@@ -28,12 +36,12 @@ from gateway.exchange.upstream import Upstream
 from gateway.exchange.ws_connection import WsSettings
 from gateway.exchange.ws_private import PrivateFeed
 from gateway.exchange.ws_public import PublicFeed
-from gateway.metrics import GatewayMetrics, StateCollector
+from gateway.metrics import GatewayMetrics, HealthCollector, StateCollector
 from gateway.rpc.caller_auth import CallerGate
-from gateway.rpc.server import build_server, set_serving
+from gateway.rpc.server import build_server, health_statuses, set_health
 from gateway.rpc.stream import StreamServicer
 from gateway.rpc.stream_hub import StreamHub
-from gateway.status import AccountState, ConnectionState, GatewayState
+from gateway.status import AccountState, ConnectionState, GatewayState, Health
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +68,13 @@ class Gateway:
         self.audit: AuditLog | None = None
         self.desk: OrderDesk | None = None
         self.metrics = GatewayMetrics()
-        self.serving = False
+        self.health = Health(accounts=tuple(config.accounts))
+        self.health_http_port = 0
         self._stack = AsyncExitStack()
         self._server: Any = None
         self._health: Any = None
         self._monitor: asyncio.Task[None] | None = None
+        self._first_check = asyncio.Event()
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -151,15 +161,21 @@ class Gateway:
             audit=self.audit,
             status=self.state,
             gate=CallerGate(registry, config.default_account),
-            observer=self.metrics.observe_rpc if config["metrics.enabled"] else None,
+            observer=self.metrics if config["metrics.enabled"] else None,
         )
+        self.health = Health(accounts=tuple(config.accounts))
+        await set_health(health, health_statuses(self.health))  # NOT_SERVING until checked
         self.port = self._bind(server, config)
         await server.start()
         self._server, self._health = server, health
-        await self._set_serving(True)
+        if config["health.http_port"]:
+            await self._start_health_http(config["listen.host"], config["health.http_port"])
         self._monitor = asyncio.get_running_loop().create_task(self._health_loop())
         if config["metrics.enabled"]:
             self._start_metrics(config)
+        # the first check decides SERVING; start-up waits for it, but not for a silent ALP
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_check.wait(), self._check_budget_s() + 1.0)
         log.info("gateway listening on %s:%d", config["listen.host"], self.port)
 
     def _caller_registry(self, config: GatewayConfig) -> CallerRegistry | None:
@@ -259,6 +275,7 @@ class Gateway:
         from prometheus_client import start_http_server
 
         self.metrics.registry.register(StateCollector(lambda: self.state().metrics()))
+        self.metrics.registry.register(HealthCollector(self.state))
         server, thread = start_http_server(
             config["metrics.port"], addr=config["metrics.host"], registry=self.metrics.registry
         )
@@ -293,30 +310,124 @@ class Gateway:
         return updated
 
     # -- health ---------------------------------------------------------------------------------
-    async def _set_serving(self, serving: bool) -> None:
-        if self._health is not None and serving != self.serving:
-            log.warning("health: %s", "SERVING" if serving else "NOT_SERVING")
-        self.serving = serving
-        if self._health is not None:
-            await set_serving(self._health, serving)
+    @property
+    def serving(self) -> bool:
+        return self.health.serving
 
-    async def probe(self) -> bool:
-        """Upstream reachable (GET /time) and every account can hold a token."""
+    def _check_budget_s(self) -> float:
+        return float(min(5.0, self.config["health.interval_s"]))
+
+    async def check(self, *, accounts: bool = True) -> Health:
+        """One upstream check: ALP answers GET /time (a 429 is an answer), and with `accounts`
+        each account's key is accepted by one private call (GET /accounts/accounts, read lane), so
+        a key ALP stopped accepting is seen even while its token is still held."""
         assert self.upstream is not None
-        deadline = time.monotonic() + min(5.0, self.config["health.interval_s"])
+        budget = self._check_budget_s()
+        deadline = time.monotonic() + budget
+        reachable, reason = True, ""
         try:
-            await self.upstream.client.call(rest_requests.server_time(), deadline=deadline)
-            for session in self.upstream.accounts.values():
-                await session.tokens.token()
+            async with asyncio.timeout(budget):
+                await self.upstream.client.call(rest_requests.server_time(), deadline=deadline)
+        except TimeoutError:
+            reachable, reason = False, "ALP did not answer"
+            log.warning("health check: GET /time: no answer within %.1fs", budget)
         except GatewayError as exc:
-            log.warning("health probe failed: %s", type(exc).__name__)
-            return False
-        return True
+            if not _rate_limited(exc):
+                reachable, reason = False, "ALP unreachable"
+                log.warning("health check: GET /time: %s: %s", type(exc).__name__, exc)
+        refusals: dict[str, str | None] = {}
+        if reachable and accounts:
+            sessions = list(self.upstream.accounts.values())
+            answers = await asyncio.gather(*(self._check_account(s, deadline) for s in sessions))
+            refusals = {s.name: answer for s, answer in zip(sessions, answers, strict=True)}
+        return self.health.checked_as(reachable, reason, refusals)
+
+    async def _check_account(self, session: AccountSession, deadline: float) -> str | None:
+        """ALP's refusal of the account's key, "" when accepted, None when it cannot tell."""
+        assert self.upstream is not None
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await self.upstream.client.call(
+                    rest_requests.accounts(), account=session, deadline=deadline
+                )
+        except (AuthFailed, UpstreamHttpError) as exc:
+            if isinstance(exc, AuthFailed) or exc.http_status in (401, 403):
+                return f"HTTP {exc.http_status} {exc.code}: {exc.message[:200]}"
+            return None  # 429 or an ALP fault: says nothing about the key
+        except (GatewayError, TimeoutError):
+            return None
+        return ""
+
+    async def _apply(self, verdict: Health) -> None:
+        """Adopt a verdict: health services, and one log line per change (never a secret)."""
+        old, self.health = self.health, verdict
+        for account in verdict.accounts:
+            was, now = old.refused.get(account), verdict.refused.get(account)
+            if now and now != was:
+                log.warning("health: ALP refuses account %s: %s", account, now)
+            elif was and not now:
+                log.warning("health: ALP accepts account %s again", account)
+        if (verdict.serving, verdict.why()) != (old.serving, old.why()):
+            log.warning(
+                "health: %s", "SERVING" if verdict.serving else f"NOT_SERVING ({verdict.why()})"
+            )
+        if verdict.serving and verdict.accounts_serving != old.accounts_serving:
+            log.warning(
+                "health: account services %s",
+                "SERVING" if verdict.accounts_serving else "NOT_SERVING (no account accepted)",
+            )
+        if self._health is not None:
+            await set_health(self._health, health_statuses(verdict))
 
     async def _health_loop(self) -> None:
+        """Checks now and every health.interval_s; an unexpected error ends one check, not this.
+
+        The first check (start-up waits for it) only asks whether ALP answers: tokens stay lazy,
+        so start-up makes no POST /auth; every later check also asks about each account."""
+        first = True
         while True:
+            try:
+                await self._apply(await self.check(accounts=not first))
+            except Exception:
+                log.exception("health check failed unexpectedly; the last verdict stands")
+            first = False
+            self._first_check.set()
             await asyncio.sleep(self.config["health.interval_s"])
-            await self._set_serving(await self.probe())
+
+    async def _start_health_http(self, host: str, port: int) -> None:
+        """Plaintext /healthz (process alive) and /readyz (200 only while SERVING), which TLS
+        and mTLS on the gRPC port do not block. A port that cannot be bound is logged, not fatal:
+        gRPC keeps serving and readiness probes fail, so no traffic is sent to this replica."""
+        from aiohttp import web
+
+        async def healthz(request: web.Request) -> web.Response:
+            return web.json_response({"status": "alive"})
+
+        async def readyz(request: web.Request) -> web.Response:
+            verdict = self.health
+            body = {
+                "status": "SERVING" if verdict.serving else "NOT_SERVING",
+                "reason": verdict.why(),
+            }
+            return web.json_response(body, status=200 if verdict.serving else 503)
+
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._stack.push_async_callback(runner.cleanup)
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            log.error(
+                "health: cannot serve HTTP /healthz and /readyz on %s:%d: %s (set health.http_port)",
+                host,
+                port,
+                (exc.strerror or str(exc)).lower(),
+            )
+            return
+        self.health_http_port = port
 
     # -- status ---------------------------------------------------------------------------------
     def state(self) -> GatewayState:
@@ -358,9 +469,11 @@ class Gateway:
                         session.tokens.expires_at,
                         session.tokens.refreshes,
                         feed_of is not None and feed_of.open,
+                        self.health.refused.get(name, ""),
                     )
                 )
         deliveries = streams.deliveries() if streams is not None else ()
+        drops = self.hub.stats if self.hub is not None else None
         return GatewayState(
             serving=self.serving,
             connections=tuple(connections),
@@ -380,6 +493,9 @@ class Gateway:
             evictions=streams.evictions if streams else 0,
             limiter_waits=upstream.client.limiter.waits if upstream else 0,
             token_refreshes=sum(a.token_refreshes for a in accounts),
+            events_unencodable=drops.unencodable if drops else 0,
+            events_oversize=drops.oversize if drops else 0,
+            services=health_statuses(self.health),
         )
 
     # -- stop -----------------------------------------------------------------------------------
@@ -398,7 +514,7 @@ class Gateway:
                 await self._monitor
             self._monitor = None
         if self._health is not None:
-            await self._set_serving(False)
+            await self._apply(replace(self.health, draining=True))
         if self.streams is not None:
             self.streams.end_all(Draining())
         if self._server is not None:
@@ -416,6 +532,13 @@ class Gateway:
                     await self.desk.wait_idle(cut_margin * 0.8)
             await stopping
         await self._stack.aclose()
+
+
+def _rate_limited(exc: GatewayError) -> bool:
+    """ALP answered 429, or our limiter paused after one: ALP is there, only busy."""
+    return isinstance(exc, RateLimited) or (
+        isinstance(exc, UpstreamHttpError) and exc.http_status == 429
+    )
 
 
 async def run_until_signalled(config: GatewayConfig) -> None:

@@ -159,6 +159,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("metrics.host", "127.0.0.1", str, "Prometheus listen address"),
     Setting("health.interval_s", 5.0, _positive(float), "upstream health probe period"),
     Setting(
+        "health.http_port",
+        8081,
+        _port,
+        "plaintext HTTP /healthz and /readyz on listen.host (0 = off)",
+    ),
+    Setting(
         "trading.settle_s",
         1.0,
         _non_negative(float),

@@ -11,7 +11,16 @@ from collections.abc import Iterable
 from typing import Final
 
 _JWT: Final = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")
-_EXTRA_FIELDS: Final = ("request_id", "rpc_method", "rpc_code", "account", "caller")
+_EXTRA_FIELDS: Final = (
+    "request_id",
+    "rpc_method",
+    "rpc_code",
+    "rpc_ms",
+    "caller",
+    "account",
+    "peer",
+)
+TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class RedactingFilter(logging.Filter):
@@ -42,7 +51,7 @@ class RedactingFilter(logging.Filter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
@@ -51,7 +60,9 @@ class JsonFormatter(logging.Formatter):
         }
         for key in _EXTRA_FIELDS:
             value = getattr(record, key, None)
-            if value:
+            if isinstance(value, str) and value:
+                entry[key] = REDACTOR.redact(value)  # the filter only sees the message
+            elif isinstance(value, int | float) and not isinstance(value, bool):
                 entry[key] = value
         if record.exc_text:
             entry["exc"] = record.exc_text
@@ -68,10 +79,7 @@ def configure_logging(
         REDACTOR.add(secret)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(REDACTOR)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -2,7 +2,56 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Health:
+    """The verdict of the upstream checks, and what each health service answers from it.
+
+    Health services are not per account, so the account services (AccountService, TradingService)
+    stay SERVING while at least one configured account works; which account ALP refuses, and why,
+    is in `refused` (GatewayState.accounts, metrics, log lines). A 429 from ALP is not an outage:
+    it proves ALP reachable, and leaves the accounts' verdicts as they were.
+    """
+
+    checked: bool = False  # a first upstream check has finished
+    reachable: bool = False  # ALP answered the last check (a 429 counts as an answer)
+    draining: bool = False
+    reason: str = "first upstream check pending"  # why not serving (no secrets: ALP's words)
+    accounts: tuple[str, ...] = ()  # configured ALP accounts
+    refused: Mapping[str, str] = field(default_factory=dict)  # account -> ALP's refusal
+
+    @property
+    def serving(self) -> bool:
+        """Overall ("") and the market data services: ALP answers."""
+        return self.checked and self.reachable and not self.draining
+
+    @property
+    def accounts_serving(self) -> bool:
+        """AccountService and TradingService: ALP answers and accepts at least one account."""
+        return self.serving and any(a not in self.refused for a in self.accounts)
+
+    def why(self) -> str:
+        """One short line for /readyz: "serving" or why not."""
+        if self.draining:
+            return "draining"
+        if self.serving:
+            return "serving"
+        return self.reason
+
+    def checked_as(self, reachable: bool, reason: str, refused: Mapping[str, str | None]) -> Health:
+        """After a check: `refused` maps account -> ALP's refusal, "" accepted, None unknown."""
+        merged = dict(self.refused)
+        for account, refusal in refused.items():
+            if refusal is None:
+                continue  # rate limited or no answer: the last verdict stands
+            if refusal:
+                merged[account] = refusal
+            else:
+                merged.pop(account, None)
+        return replace(self, checked=True, reachable=reachable, reason=reason, refused=merged)
 
 
 @dataclass(frozen=True)
@@ -20,6 +69,7 @@ class AccountState:
     token_expires_at: float | None
     token_refreshes: int
     private_stream_open: bool
+    refused: str = ""  # ALP's refusal of this account's key at the last check ("" = accepted)
 
 
 @dataclass(frozen=True)
@@ -41,6 +91,9 @@ class GatewayState:
     evictions: int = 0
     limiter_waits: int = 0
     token_refreshes: int = 0
+    events_unencodable: int = 0
+    events_oversize: int = 0
+    services: Mapping[str, bool] = field(default_factory=dict)  # health service -> SERVING
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -56,4 +109,6 @@ class GatewayState:
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
             "upstream_retries": self.upstream_retries,
+            "events_unencodable": self.events_unencodable,
+            "events_oversize": self.events_oversize,
         }

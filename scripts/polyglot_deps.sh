@@ -27,3 +27,15 @@ fi
 if [ ! -d clients/node/node_modules/@grpc/grpc-js ] || [ clients/node/package-lock.json -nt clients/node/node_modules ]; then
   (cd clients/node && npm ci --no-audit --no-fund --loglevel=error && touch node_modules)
 fi
+# promtool lints /metrics (tests/gateway/test_metrics_names.py): only that binary is taken from
+# Debian's prometheus package, whose installation would also start a Prometheus server
+if ! command -v promtool >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  promtool_tmp="$(mktemp -d)"
+  chmod 1777 "$promtool_tmp"  # apt downloads as its own user, _apt
+  (cd "$promtool_tmp" && apt-get download -qq prometheus && dpkg-deb -x prometheus_*.deb root)
+  $SUDO install -m 0755 "$promtool_tmp/root/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$promtool_tmp"
+fi

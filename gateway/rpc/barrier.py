@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from gateway.errors import GatewayError
-from gateway.rpc.call import REQUEST_ID_HEADER, choose_request_id, metadata_value, request_id_var
+from gateway.rpc.call import (
+    ACCOUNT_HEADER,
+    REQUEST_ID_HEADER,
+    caller_var,
+    choose_request_id,
+    metadata_value,
+    request_id_var,
+)
 from gateway.rpc.status_map import MappedError, map_error
 
 log = logging.getLogger("gateway.access")
@@ -21,7 +31,22 @@ if TYPE_CHECKING:
     Context = grpc.aio.ServicerContext[Any, Any]
 else:  # generic only in the stubs
     Context = grpc.aio.ServicerContext
-RpcObserver = Callable[[str, str, float], None]
+
+
+class RpcObserver(Protocol):
+    """Told when a call starts and how it ended; `kind` as gRPC metrics name it ("unary",
+    "server_stream"), `code` a grpc.StatusCode name."""
+
+    def rpc_started(self, method: str, kind: str) -> None: ...
+
+    def rpc_handled(self, method: str, kind: str, code: str, seconds: float) -> None: ...
+
+
+UNARY: Final = "unary"
+SERVER_STREAM: Final = "server_stream"
+# What an access-log line may quote of caller-supplied text (metadata, peer): anything else is
+# replaced, so a header cannot forge a line or smuggle a token into the log.
+_LOGGABLE: Final = re.compile(r"[^A-Za-z0-9_.:\[\]/@=+-]")
 # Caller authentication/authorization, run first inside the barrier so its errors are mapped too.
 Gate = Callable[[str, Any], object]
 
@@ -40,9 +65,16 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
     bug: INTERNAL with a generic message (and the request id) while the traceback goes to the log.
     """
 
-    def __init__(self, observer: RpcObserver | None = None, gate: Gate | None = None) -> None:
+    def __init__(
+        self,
+        observer: RpcObserver | None = None,
+        gate: Gate | None = None,
+        *,
+        default_account: str = "",
+    ) -> None:
         self._observer = observer
         self._gate = gate
+        self._default_account = default_account
 
     async def intercept_service(
         self,
@@ -60,8 +92,13 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
+            # a handler is an async generator (yields messages) or a coroutine that writes them
+            # with context.write (grpc's health Watch); grpc tells the two apart by the function,
+            # so the wrapper must be of the same kind
+            inner = handler.unary_stream
+            wrap = self._wrap_stream if inspect.isasyncgenfunction(inner) else self._wrap_writer
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream),
+                wrap(method, inner),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
@@ -69,7 +106,7 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
 
     def _wrap_unary(self, method: str, inner: Any) -> Any:
         async def behavior(request: Any, context: Context) -> Any:
-            request_id = _begin(context)
+            request_id, where = self._begin(method, UNARY, context)
             started = time.perf_counter()
             code = "OK"
             try:
@@ -81,6 +118,9 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
             except grpc.aio.AbortError:
                 code = _code_name(context)
                 raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
             except GatewayError as exc:
                 mapped = map_error(exc)
                 code = mapped.code.name
@@ -89,13 +129,13 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
                 code = _unexpected(exc, context, method, request_id)
                 await _abort(context, _internal(request_id), request_id)
             finally:
-                self._finish(method, code, started, request_id)
+                self._finish(method, UNARY, code, started, request_id, where)
 
         return behavior
 
     def _wrap_stream(self, method: str, inner: Any) -> Any:
         async def behavior(request: Any, context: Context) -> AsyncIterator[Any]:
-            request_id = _begin(context)
+            request_id, where = self._begin(method, SERVER_STREAM, context)
             started = time.perf_counter()
             code = "OK"
             try:
@@ -108,6 +148,9 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
             except grpc.aio.AbortError:
                 code = _code_name(context)
                 raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
             except GatewayError as exc:
                 mapped = map_error(exc)
                 code = mapped.code.name
@@ -116,21 +159,82 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
                 code = _unexpected(exc, context, method, request_id)
                 await _abort(context, _internal(request_id), request_id)
             finally:
-                self._finish(method, code, started, request_id)
+                self._finish(method, SERVER_STREAM, code, started, request_id, where)
 
         return behavior
 
-    def _finish(self, method: str, code: str, started: float, request_id: str) -> None:
+    def _wrap_writer(self, method: str, inner: Any) -> Any:
+        """A server-streaming handler that writes with context.write and returns None."""
+
+        async def behavior(request: Any, context: Context) -> None:
+            request_id, where = self._begin(method, SERVER_STREAM, context)
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                if self._gate is not None:
+                    self._gate(method, context)
+                if request is _UNDECODABLE:
+                    await _abort(context, _UNDECODABLE_STATUS, request_id)
+                await inner(request, context)
+            except grpc.aio.AbortError:
+                code = _code_name(context)
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except GatewayError as exc:
+                mapped = map_error(exc)
+                code = mapped.code.name
+                await _abort(context, mapped, request_id)
+            except Exception as exc:
+                code = _unexpected(exc, context, method, request_id)
+                await _abort(context, _internal(request_id), request_id)
+            finally:
+                self._finish(method, SERVER_STREAM, code, started, request_id, where)
+
+        return behavior
+
+    def _begin(self, method: str, kind: str, context: Context) -> tuple[str, tuple[str, str]]:
+        """The request id, and the account and peer for the access log: read now, while the call
+        is alive (the context of a cancelled call must not be touched)."""
+        if self._observer is not None:
+            self._observer.rpc_started(method, kind)
+        account = _loggable(metadata_value(context, ACCOUNT_HEADER) or self._default_account)
+        return _begin(context), (account, _loggable(context.peer() or ""))
+
+    def _finish(
+        self,
+        method: str,
+        kind: str,
+        code: str,
+        started: float,
+        request_id: str,
+        where: tuple[str, str],
+    ) -> None:
         elapsed = time.perf_counter() - started
+        caller = caller_var.get() or "-"
+        account, peer = where
         log.info(
-            "rpc %s %s %.2fms",
+            "rpc %s %s %.2fms request_id=%s caller=%s account=%s peer=%s",
             method,
             code,
             elapsed * 1000,
-            extra={"request_id": request_id, "rpc_method": method, "rpc_code": code},
+            request_id,
+            caller,
+            account,
+            peer,
+            extra={
+                "request_id": request_id,
+                "rpc_method": method,
+                "rpc_code": code,
+                "rpc_ms": round(elapsed * 1000, 3),
+                "caller": caller,
+                "account": account,
+                "peer": peer,
+            },
         )
         if self._observer is not None:
-            self._observer(method, code, elapsed)
+            self._observer.rpc_handled(method, kind, code, elapsed)
 
 
 def _tolerant(
@@ -146,6 +250,11 @@ def _tolerant(
             return _UNDECODABLE
 
     return decode
+
+
+def _loggable(text: str) -> str:
+    """Caller-supplied text as one short token for a log line ("-" when empty)."""
+    return _LOGGABLE.sub("?", text[:64]) or "-"
 
 
 def _begin(context: Context) -> str:
