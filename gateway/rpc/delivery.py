@@ -64,7 +64,7 @@ class TopicQueue:
             raise ValueError("limit must be >= 1")
         self._items: dict[Hashable, _Entry] = {}  # insertion order is arrival order
         self._lanes: dict[int, list[int]] = {}  # lane -> keys of its pending entries
-        self._next = 0  # keys of lossless and lane entries (ints; keyed entries use tuples)
+        self._next = 0  # keys of lossless and lane entries (conflation keys must not be ints)
         self.limit = limit
         self.size = 0  # lossless events pending
         self.lost = 0
