@@ -17,6 +17,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 
+_EPSILON_S = 1e-9  # float rounding: `now + wait` can land a hair before the slot frees
+
+
 class Lane(enum.IntEnum):
     READ = 0
     TRADE = 1  # PlaceOrder and CancelOrders
@@ -63,7 +66,7 @@ class SlidingWindow:
         return self.limit - self.trade_reserve if lane is Lane.READ else self.limit
 
     def _purge(self, now: float) -> None:
-        horizon = now - self.span
+        horizon = now - self.span + _EPSILON_S  # a wait computed to the instant has passed
         while self._sends and self._sends[0] <= horizon:
             self._sends.popleft()
 
