@@ -27,6 +27,13 @@ fi
 if [ ! -d clients/node/node_modules/@grpc/grpc-js ] || [ clients/node/package-lock.json -nt clients/node/node_modules ]; then
   (cd clients/node && npm ci --no-audit --no-fund --loglevel=error && touch node_modules)
 fi
+# the fleet tests (tests/cluster) start their own redis-server on a free port
+if ! command -v redis-server >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server
+fi
 # promtool lints /metrics (tests/gateway/test_metrics_names.py): only that binary is taken from
 # Debian's prometheus package, whose installation would also start a Prometheus server
 if ! command -v promtool >/dev/null; then

@@ -6,12 +6,32 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Protocol
 
 from gateway.core.rate_limit import Lane, SlidingWindow
 from gateway.errors import RateLimited
 
 # After a 429 or while higher lanes wait, re-check at least this often.
 _RECHECK_S = 0.02
+
+
+class SharedBudget(Protocol):
+    """A window that a fleet of gateways shares (`gateway.cluster.rate_budget.RedisBudget`)."""
+
+    @property
+    def degraded(self) -> bool:
+        """True while the fleet store is unreachable and this member decides on its own."""
+        ...
+
+    async def acquire(
+        self, pool: str | None, lane: Lane, window: SlidingWindow, now: float
+    ) -> float:
+        """Record a send in `pool` and return 0, or return the seconds until one may fit.
+
+        `window` carries the rule (limit, span, trade reserve); the budget never raises for its
+        store being down: it answers from a conservative local share instead.
+        """
+        ...
 
 
 class RateLimiter:
@@ -21,6 +41,9 @@ class RateLimiter:
     a rate of 0 disables a window. Reads yield to waiting orders and reconciliations of the same
     account. After a 429 the pool pauses for Retry-After; the waiters then resume through the
     window, so ALP sees at most its limit, never the whole queue at once.
+
+    With a `shared` budget the windows' rule is applied fleet-wide by it instead of by the local
+    windows; deadlines, RateLimited, the 429 pause and lane priority stay local.
     """
 
     def __init__(
@@ -31,7 +54,9 @@ class RateLimiter:
         trading_reserve: float = 0.5,
         margin_s: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedBudget | None = None,
     ) -> None:
+        self._shared = shared
         self._public = SlidingWindow.for_rate(public_rps, margin_s=margin_s)
         self._private_rps = private_rps
         self._trading_reserve = trading_reserve
@@ -55,7 +80,13 @@ class RateLimiter:
             self._private[account] = window
         return window
 
+    @property
+    def degraded(self) -> bool:
+        """True while the shared budget is unreachable (each member keeps a local share)."""
+        return self._shared is not None and self._shared.degraded
+
     def headroom(self) -> dict[str, float]:
+        """Sends each pool could make now; with a shared budget, judged by this member's sends."""
         now = self._clock()
         room = {"public": self._public.headroom(now)}
         room.update({f"account:{n}": w.headroom(now) for n, w in self._private.items()})
@@ -80,14 +111,17 @@ class RateLimiter:
         try:
             while True:
                 now = self._clock()
-                wait = max(
-                    self._paused_until.get(account, 0.0) - now,
-                    window.wait(now, lane),
-                )
+                wait = self._paused_until.get(account, 0.0) - now
+                if self._shared is None:
+                    wait = max(wait, window.wait(now, lane))
                 if wait <= 0 and self._outranked(account, lane):
                     wait = _RECHECK_S
+                if wait <= 0 and self._shared is not None:
+                    wait = await self._shared.acquire(account, lane, window, now)
                 if wait <= 0:
                     window.record(now)
+                    if self._shared is not None:
+                        window.headroom(now)  # purges old sends, as wait() does when unshared
                     return
                 if now + wait >= deadline:
                     self.rejections += 1

@@ -8,7 +8,9 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from gateway.core.token_policy import effective_margin, needs_refresh, read_expiry
 from gateway.errors import UpstreamProtocolError
@@ -18,12 +20,43 @@ log = logging.getLogger(__name__)
 Authenticate = Callable[[], Awaitable[str]]
 
 
+@dataclass(frozen=True)
+class HeldToken:
+    """A JWT with its `exp` and when it was obtained (Unix seconds); the token never prints."""
+
+    token: str = field(repr=False)
+    expires_at: float
+    obtained_at: float
+
+
+class SharedTokenStore(Protocol):
+    """One account's token shared by a fleet of gateways (`gateway.cluster.tokens.SharedTokens`)."""
+
+    async def obtain(
+        self, fetch: Callable[[], Awaitable[HeldToken]], fresh: Callable[[HeldToken], bool]
+    ) -> HeldToken | None:
+        """The fleet's token if `fresh` accepts it, else one from `fetch` (one member at a time).
+
+        None when the store is unreachable: the caller authenticates on its own.
+        """
+        ...
+
+    async def invalidate(self, rejected: str) -> None:
+        """Drop the fleet's token if it is `rejected`; never raises for the store being down."""
+        ...
+
+
 class TokenManager:
     """Holds the current JWT of one ALP account and renews it ahead of `exp`.
 
     `token()` is safe to call from any number of tasks: at most one `POST /auth` runs at a time and
     every waiter re-checks after it. `invalidate(token)` drops a token ALP refused (401) unless a
     newer one has already replaced it, so one 401 burst causes one re-authentication.
+
+    With a `shared` store the members of a fleet hold one token per account: a member needing a
+    token takes the fleet's, at most one member authenticates per lifetime, and a 401 on any
+    member drops it for all. Without the store (or while it is down) each member authenticates
+    for itself.
     """
 
     def __init__(
@@ -35,8 +68,10 @@ class TokenManager:
         refresh_margin_s: float,
         cache_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
+        shared: SharedTokenStore | None = None,
     ) -> None:
         self.account = account
+        self._shared = shared
         self._authenticate = authenticate
         self._margin = refresh_margin_s
         self._clock = clock
@@ -73,6 +108,12 @@ class TokenManager:
             fresh = self.current()
             if fresh is not None:
                 return fresh
+            if self._shared is not None:
+                held = await self._shared.obtain(self._fetch, self._fresh)
+                if held is not None:
+                    self._adopt(held)
+                    self._store()
+                    return held.token
             return await self._refresh()
 
     async def invalidate(self, rejected: str) -> None:
@@ -80,8 +121,26 @@ class TokenManager:
             if self._token == rejected:
                 self._token = None
                 self._expires_at = None
+            if self._shared is not None:
+                # under the lock: no task of this member can take the refused token back meanwhile
+                await self._shared.invalidate(rejected)
+
+    def _fresh(self, held: HeldToken) -> bool:
+        margin = effective_margin(self._margin, held.expires_at - held.obtained_at)
+        return not needs_refresh(self._clock(), held.expires_at, margin)
+
+    def _adopt(self, held: HeldToken) -> None:
+        self._token, self._expires_at = held.token, held.expires_at
+        self._lifetime = held.expires_at - held.obtained_at
 
     async def _refresh(self) -> str:
+        held = await self._fetch()
+        self._adopt(held)
+        self._store()
+        return held.token
+
+    async def _fetch(self) -> HeldToken:
+        """One POST /auth: the new token, read but not yet held."""
         obtained_at = self._clock()
         token = await self._authenticate()
         try:
@@ -91,12 +150,9 @@ class TokenManager:
                 "ALP token for account %s has no readable exp; refreshing per call", self.account
             )
             expires_at = self._clock()
-        self._token, self._expires_at = token, expires_at
-        self._lifetime = expires_at - obtained_at
         self.refreshes += 1
         log.info("ALP token for account %s refreshed, expires at %.0f", self.account, expires_at)
-        self._store()
-        return token
+        return HeldToken(token, expires_at, obtained_at)
 
     def _load_cached(self) -> None:
         assert self._cache_file is not None
