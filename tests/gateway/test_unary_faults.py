@@ -175,17 +175,17 @@ async def test_rate_limited_upstream_is_resource_exhausted_with_retry_info(
     assert sandbox.stats.rest_requests[("GET", "/api/v3/time")] == before + 1  # no retry
 
 
-@pytest.mark.parametrize("gateway_overrides", [{"upstream__deadline_margin_s": 1.0}])
+@pytest.mark.parametrize("gateway_overrides", [{"upstream__deadline_margin_s": 0.6}])
 async def test_slow_upstream_is_deadline_exceeded(
     channel: grpc.aio.Channel, sandbox: Sandbox, gateway_overrides: dict[str, object]
 ) -> None:
-    sandbox.faults.update({"delay_s": 2.0})
+    sandbox.faults.update({"delay_s": 1.2})
     stub = market_data_pb2_grpc.MarketDataServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.GetServerTime(market_data_pb2.GetServerTimeRequest(), timeout=2.0)
+        await stub.GetServerTime(market_data_pb2.GetServerTimeRequest(), timeout=1.2)
     details = details_of(info.value)
     assert details.code == grpc.StatusCode.DEADLINE_EXCEEDED
-    # The gateway's own answer (its ErrorInfo), given 1 s before the caller's deadline: it kept
+    # The gateway's own answer (its ErrorInfo), given 0.6 s before the caller's deadline: it kept
     # to the deadline instead of waiting for ALP; a client-side timeout carries no details.
     assert details.error_info is not None and details.error_info.reason == "UPSTREAM_TIMEOUT"
 
