@@ -4,6 +4,8 @@ and a member that loses Redis keeps to its share and comes back by itself."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 import uuid
 
@@ -248,3 +250,29 @@ async def test_the_limiter_keeps_its_local_rules_on_a_shared_budget(redis_client
     await limiter.acquire("a", started + 5, Lane.RECONCILE)
     assert loop.time() - started >= 0.3
     assert limiter.degraded is False
+
+
+async def test_the_heartbeat_loop_survives_an_outage(
+    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.cluster")
+    client = connect(own_redis_server.url, timeout_s=0.2)
+    member = FleetMembers(client, namespace="beat", ttl_s=1.0, interval_s=0.05)
+    beat = asyncio.create_task(member.run())
+    try:
+        await asyncio.sleep(0.2)
+        assert member.last_count == 1
+        own_redis_server.stop()
+        await asyncio.sleep(0.4)
+        assert not beat.done() and member.live == 1  # the last count seen is kept
+        own_redis_server.start()
+        await asyncio.sleep(0.3)
+        assert not beat.done() and await member.count() == 1  # registered again by itself
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+        await client.aclose()
+    warnings = [r for r in caplog.records if "heartbeat failed" in r.getMessage()]
+    assert len(warnings) == 1  # once per outage, not once per beat
+    assert any("works again" in r.getMessage() for r in caplog.records)
