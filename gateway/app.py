@@ -16,7 +16,7 @@ import aiohttp
 import grpc
 
 from gateway.audit import AuditLog
-from gateway.config import AccountCredentials, GatewayConfig
+from gateway.config import AccountCredentials, GatewayConfig, startup_checks
 from gateway.core import rest_requests
 from gateway.core.callers import Caller, CallerRegistry
 from gateway.core.token_policy import Secret
@@ -42,6 +42,7 @@ from gateway.rpc.server import build_server, health_statuses, set_health
 from gateway.rpc.stream import StreamServicer
 from gateway.rpc.stream_hub import StreamHub
 from gateway.status import AccountState, ConnectionState, GatewayState, Health
+from gateway.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Gateway:
         self._stack = AsyncExitStack()
         self._server: Any = None
         self._health: Any = None
-        self._monitor: asyncio.Task[None] | None = None
+        self.supervisor = Supervisor("gateway")
         self._first_check = asyncio.Event()
 
     async def __aenter__(self) -> Gateway:
@@ -98,8 +99,10 @@ class Gateway:
 
     async def _start(self) -> None:
         config = self.config
-        if config["sandbox.enabled"]:
+        self._stack.push_async_callback(self.supervisor.close)  # a failed start ends every loop
+        if config.settings.sandbox.enabled:
             config = self.config = await self._start_sandbox(config)
+        startup_checks(config)
         registry = self._caller_registry(config)
         if not config.accounts:
             log.warning(
@@ -107,79 +110,84 @@ class Gateway:
             )
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                limit=config["upstream.max_connections"], keepalive_timeout=30, ttl_dns_cache=300
+                limit=config.settings.upstream.max_connections,
+                keepalive_timeout=30,
+                ttl_dns_cache=300,
             ),
             headers={"User-Agent": "alp-grpc-gateway/0.1"},
         )
         self._stack.push_async_callback(session.close)
         client = RestClient(
-            config["upstream.rest_url"],
+            config.settings.upstream.rest_url,
             session,
             retry=RetryPolicy(
-                attempts=config["upstream.retry_attempts"],
-                base_s=config["upstream.retry_base_s"],
-                cap_s=config["upstream.retry_cap_s"],
+                attempts=config.settings.upstream.retry_attempts,
+                base_s=config.settings.upstream.retry_base_s,
+                cap_s=config.settings.upstream.retry_cap_s,
             ),
-            default_timeout_s=config["upstream.timeout_s"],
+            default_timeout_s=config.settings.upstream.timeout_s,
             limiter=RateLimiter(
-                public_rps=config["upstream.public_rps"],
-                private_rps=config["upstream.private_rps"],
-                trading_reserve=config["upstream.trading_reserve"],
-                margin_s=config["upstream.rate_margin_s"],
+                public_rps=config.settings.upstream.public_rps,
+                private_rps=config.settings.upstream.private_rps,
+                trading_reserve=config.settings.upstream.trading_reserve,
+                margin_s=config.settings.upstream.rate_margin_s,
             ),
-            observer=self.metrics.observe_upstream if config["metrics.enabled"] else None,
+            observer=self.metrics.observe_upstream if config.settings.metrics.enabled else None,
         )
         accounts = {name: self._account(client, creds) for name, creds in config.accounts.items()}
         self.upstream = Upstream(
             client,
             accounts,
             config.default_account,
-            public_cache_ttl_s=config["upstream.public_cache_ttl_s"],
-            pairs_ttl_s=config["upstream.pairs_ttl_s"],
+            public_cache_ttl_s=config.settings.upstream.public_cache_ttl_s,
+            pairs_ttl_s=config.settings.upstream.pairs_ttl_s,
         )
         self._start_streaming(config, session)
         self.desk = OrderDesk(
             self.upstream,
             DeskSettings(
-                wallet_spelling=config["upstream.wallet_spelling"],
-                settle_s=config["trading.settle_s"],
-                clock_skew_s=config["trading.clock_skew_s"],
-                idempotency_window_s=config["trading.idempotency_window_s"],
+                wallet_spelling=config.settings.upstream.wallet_spelling,
+                settle_s=config.settings.trading.settle_s,
+                clock_skew_s=config.settings.trading.clock_skew_s,
+                idempotency_window_s=config.settings.trading.idempotency_window_s,
             ),
         )
-        if config["audit.path"]:
-            self.audit = AuditLog(Path(config["audit.path"]))
+        if config.settings.audit.path:
+            self.audit = AuditLog(Path(config.settings.audit.path))
             self.audit.check_writable()
         else:
             log.warning("audit.path is empty: trading calls are NOT audited")
         server, health = build_server(
             self.upstream,
             streams=self.streams,  # type: ignore[arg-type]  # set by _start_streaming
-            deadline_margin_s=config["upstream.deadline_margin_s"],
-            default_timeout_s=config["upstream.timeout_s"],
+            deadline_margin_s=config.settings.upstream.deadline_margin_s,
+            default_timeout_s=config.settings.upstream.timeout_s,
             desk=self.desk,
             audit=self.audit,
             status=self.state,
             gate=CallerGate(registry, config.default_account),
-            observer=self.metrics if config["metrics.enabled"] else None,
+            observer=self.metrics if config.settings.metrics.enabled else None,
         )
         self.health = Health(accounts=tuple(config.accounts))
         await set_health(health, health_statuses(self.health))  # NOT_SERVING until checked
         self.port = self._bind(server, config)
         await server.start()
         self._server, self._health = server, health
-        if config["health.http_port"]:
-            await self._start_health_http(config["listen.host"], config["health.http_port"])
-        self._monitor = asyncio.get_running_loop().create_task(self._health_loop())
-        if config["metrics.enabled"]:
+        self._stack.push_async_callback(self._abort_server)  # a failed start stops it too
+        if config.settings.health.http_port:
+            await self._start_health_http(
+                config.settings.listen.host, config.settings.health.http_port
+            )
+        self.supervisor.start("health", self._health_loop)
+        if config.settings.metrics.enabled:
             self._start_metrics(config)
         # the first check decides SERVING; start-up waits for it, but not for a silent ALP
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._first_check.wait(), self._check_budget_s() + 1.0)
-        log.info("gateway listening on %s:%d", config["listen.host"], self.port)
+        log.info("gateway listening on %s:%d", config.settings.listen.host, self.port)
 
     def _caller_registry(self, config: GatewayConfig) -> CallerRegistry | None:
-        if config["callers.dev_mode"]:
+        if config.settings.callers.dev_mode:
             log.warning(
                 "!!! DEVELOPMENT MODE: caller authentication is OFF; every caller may use every "
                 "RPC and every ALP account. Never run this in production. !!!"
@@ -204,15 +212,15 @@ class Gateway:
         return CallerRegistry(by_token, by_subject)
 
     def _bind(self, server: Any, config: GatewayConfig) -> int:
-        address = f"{config['listen.host']}:{config['listen.port']}"
-        if not config["tls.cert_file"]:
+        address = f"{config.settings.listen.host}:{config.settings.listen.port}"
+        if not config.settings.tls.cert_file:
             return int(server.add_insecure_port(address))
-        ca_file = config["tls.client_ca_file"]
+        ca_file = config.settings.tls.client_ca_file
         credentials = grpc.ssl_server_credentials(
             [
                 (
-                    Path(config["tls.key_file"]).read_bytes(),
-                    Path(config["tls.cert_file"]).read_bytes(),
+                    Path(config.settings.tls.key_file).read_bytes(),
+                    Path(config.settings.tls.cert_file).read_bytes(),
                 )
             ],
             root_certificates=Path(ca_file).read_bytes() if ca_file else None,
@@ -221,7 +229,7 @@ class Gateway:
         return int(server.add_secure_port(address, credentials))
 
     def _account(self, client: RestClient, creds: AccountCredentials) -> AccountSession:
-        cache_dir = self.config["token.cache_dir"]
+        cache_dir = self.config.settings.token.cache_dir
 
         async def authenticate() -> str:
             return await client.authenticate(creds.api_key, creds.api_secret)
@@ -230,24 +238,26 @@ class Gateway:
             creds.name,
             creds.api_key,
             authenticate,
-            refresh_margin_s=self.config["token.refresh_margin_s"],
+            refresh_margin_s=self.config.settings.token.refresh_margin_s,
             cache_dir=Path(cache_dir) if cache_dir else None,
         )
         return AccountSession(creds.name, creds.api_key, creds.api_secret, tokens)
 
     def _start_streaming(self, config: GatewayConfig, session: aiohttp.ClientSession) -> None:
         settings = WsSettings(
-            url=config["upstream.ws_url"],
-            stale_after_s=config["ws.stale_after_s"],
-            reconnect_base_s=config["ws.reconnect_base_s"],
-            reconnect_cap_s=config["ws.reconnect_cap_s"],
-            max_frame_bytes=config["ws.max_frame_bytes"],
+            url=config.settings.upstream.ws_url,
+            stale_after_s=config.settings.ws.stale_after_s,
+            reconnect_base_s=config.settings.ws.reconnect_base_s,
+            reconnect_cap_s=config.settings.ws.reconnect_cap_s,
+            max_frame_bytes=config.settings.ws.max_frame_bytes,
+            connect_timeout_s=config.settings.ws.connect_timeout_s,
         )
         self.public_feed = PublicFeed(
             session,
             settings,
-            max_topics_per_connection=config["ws.max_topics_per_connection"],
-            linger_s=config["ws.linger_s"],
+            max_topics_per_connection=config.settings.ws.max_topics_per_connection,
+            linger_s=config.settings.ws.linger_s,
+            supervisor=self.supervisor,
         )
         self._stack.push_async_callback(self._close_feeds)
         upstream = self.upstream
@@ -261,14 +271,15 @@ class Gateway:
                     session,
                     settings,
                     upstream.account(account).tokens,
-                    linger_s=config["ws.linger_s"],
+                    linger_s=config.settings.ws.linger_s,
+                    supervisor=self.supervisor,
                 )
                 self.private_feeds[account] = feed
             return feed
 
         self.hub = StreamHub(self.public_feed, private_feed)
         self.streams = StreamServicer(
-            self.hub, self.public_feed, upstream, queue_limit=config["stream.queue_limit"]
+            self.hub, self.public_feed, upstream, queue_limit=config.settings.stream.queue_limit
         )
 
     def _start_metrics(self, config: GatewayConfig) -> None:
@@ -276,9 +287,15 @@ class Gateway:
 
         self.metrics.registry.register(StateCollector(lambda: self.state().metrics()))
         self.metrics.registry.register(HealthCollector(self.state))
-        server, thread = start_http_server(
-            config["metrics.port"], addr=config["metrics.host"], registry=self.metrics.registry
-        )
+        metrics = config.settings.metrics
+        try:
+            server, thread = start_http_server(
+                metrics.port, addr=metrics.host, registry=self.metrics.registry
+            )
+        except OSError as exc:
+            raise ConfigError(
+                "metrics.port", f"cannot listen on {metrics.host}:{metrics.port}: {exc.strerror}"
+            ) from exc
         self.metrics_port = server.server_port
 
         def stop_metrics() -> None:
@@ -292,7 +309,7 @@ class Gateway:
         from gateway.sandbox import Sandbox, SandboxConfig
 
         sandbox = Sandbox(
-            SandboxConfig(market=config["sandbox.market"], seed=config["sandbox.seed"])
+            SandboxConfig(market=config.settings.sandbox.market, seed=config.settings.sandbox.seed)
         )
         await sandbox.start("127.0.0.1", 0)
         self._stack.push_async_callback(sandbox.stop)
@@ -305,7 +322,7 @@ class Gateway:
         updated = config.with_overrides(
             upstream__rest_url=sandbox.rest_url, upstream__ws_url=sandbox.ws_url
         ).with_accounts(accounts)
-        if not config["accounts.default"] or config["accounts.default"] not in accounts:
+        if not config.settings.accounts.default or config.settings.accounts.default not in accounts:
             updated = updated.with_overrides(accounts__default="demo")
         return updated
 
@@ -315,7 +332,7 @@ class Gateway:
         return self.health.serving
 
     def _check_budget_s(self) -> float:
-        return float(min(5.0, self.config["health.interval_s"]))
+        return float(min(5.0, self.config.settings.health.interval_s))
 
     async def check(self, *, accounts: bool = True) -> Health:
         """One upstream check: ALP answers GET /time (a 429 is an answer), and with `accounts`
@@ -379,6 +396,12 @@ class Gateway:
         if self._health is not None:
             await set_health(self._health, health_statuses(verdict))
 
+    async def _abort_server(self) -> None:
+        """Only when start-up failed after binding: stop at once (stop() has cleared _server)."""
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.stop(0)
+
     async def _health_loop(self) -> None:
         """Checks now and every health.interval_s; an unexpected error ends one check, not this.
 
@@ -387,12 +410,16 @@ class Gateway:
         first = True
         while True:
             try:
-                await self._apply(await self.check(accounts=not first))
+                verdict = await self.check(accounts=not first)
+                failing = tuple(self.supervisor.failing())
+                if failing != verdict.failing_loops:
+                    verdict = replace(verdict, failing_loops=failing)
+                await self._apply(verdict)
             except Exception:
                 log.exception("health check failed unexpectedly; the last verdict stands")
             first = False
             self._first_check.set()
-            await asyncio.sleep(self.config["health.interval_s"])
+            await asyncio.sleep(self.config.settings.health.interval_s)
 
     async def _start_health_http(self, host: str, port: int) -> None:
         """Plaintext /healthz (process alive) and /readyz (200 only while SERVING), which TLS
@@ -507,12 +534,8 @@ class Gateway:
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: NOT_SERVING, streams end UNAVAILABLE, in-flight calls get `grace_s`, then close."""
-        grace = self.config["drain.grace_s"] if grace_s is None else grace_s
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
-            self._monitor = None
+        grace = self.config.settings.drain.grace_s if grace_s is None else grace_s
+        await self.supervisor.stop("health")
         if self._health is not None:
             await self._apply(replace(self.health, draining=True))
         if self.streams is not None:
@@ -553,14 +576,14 @@ async def run_until_signalled(config: GatewayConfig) -> None:
     await gateway.start()
     try:
         print(
-            f"alp-gateway serving gRPC on {gateway.config['listen.host']}:{gateway.port}",
+            f"alp-gateway serving gRPC on {gateway.config.settings.listen.host}:{gateway.port}",
             flush=True,
         )
         if gateway.sandbox is not None:
             print(f"  upstream: embedded sandbox {gateway.sandbox.rest_url}", flush=True)
         if gateway.metrics_port:
             print(
-                f"  metrics: http://{config['metrics.host']}:{gateway.metrics_port}/metrics",
+                f"  metrics: http://{config.settings.metrics.host}:{gateway.metrics_port}/metrics",
                 flush=True,
             )
         await stop.wait()

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from gateway.config import SETTINGS, load_config
+from gateway.config import SETTINGS, load_config, startup_checks
 from gateway.errors import ConfigError
 
 
@@ -100,6 +100,11 @@ def run(argv: list[str]) -> int:
         print(f"alp-gateway: invalid setting {exc.setting}: {exc.reason}", file=sys.stderr)
         return 2
     if args.command == "check-config":
+        try:
+            startup_checks(config)
+        except ConfigError as exc:
+            print(f"alp-gateway: invalid setting {exc.setting}: {exc.reason}", file=sys.stderr)
+            return 2
         print(f"configuration valid: {len(SETTINGS)} settings, {len(config.accounts)} accounts")
         return 0
     from gateway.app import run_until_signalled
@@ -107,14 +112,17 @@ def run(argv: list[str]) -> int:
     from gateway.rpc.server import BindFailed
 
     configure_logging(
-        level=config["log.level"],
-        fmt=config["log.format"],
+        level=config.settings.log.level,
+        fmt=config.settings.log.format,
         secrets=[c.api_secret.reveal() for c in config.accounts.values()],
     )
     try:
         _run(run_until_signalled(config))
     except BindFailed as exc:  # e.g. another gateway holds the port: one line, no traceback
         print(f"alp-gateway: {exc.reason}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:  # a start-up check: one line naming the setting
+        print(f"alp-gateway: invalid setting {exc.setting}: {exc.reason}", file=sys.stderr)
         return 2
     return 0
 
@@ -176,9 +184,23 @@ def _sandbox(args: argparse.Namespace) -> int:
         market=not args.no_market, seed=args.seed, token_lifetime_s=args.token_lifetime
     )
     if args.accounts_file:
+        import tomllib
+
         from gateway.sandbox.config import load_accounts
 
-        config = config.with_accounts(load_accounts(args.accounts_file))
+        try:
+            config = config.with_accounts(load_accounts(args.accounts_file))
+        except OSError as exc:
+            print(
+                f"alp-gateway: --accounts-file {args.accounts_file}: {exc.strerror}",
+                file=sys.stderr,
+            )
+            return 2
+        except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+            print(
+                f"alp-gateway: --accounts-file {args.accounts_file}: {exc!r}"[:300], file=sys.stderr
+            )
+            return 2
     with contextlib.suppress(KeyboardInterrupt):
         _run(serve(config, args.host, args.port))
     return 0

@@ -1,191 +1,67 @@
-"""Typed, frozen gateway settings: loaded once from TOML + ALP_GATEWAY_* environment, validated early.
+"""Gateway configuration: loaded once from TOML + ALP_GATEWAY_* environment, typed, frozen, checked.
 
-Every setting has one dotted name (`upstream.rest_url`), one environment variable
-(`ALP_GATEWAY_UPSTREAM_REST_URL`) and a default; README's settings table is generated from `SETTINGS`.
+The schema (every setting, type, default, bound and help) is `gateway.config_schema.Settings`;
+each setting has one dotted name (`upstream.rest_url`) and one environment variable
+(`ALP_GATEWAY_UPSTREAM_REST_URL`); README's settings table is generated from `SETTINGS`.
 Secrets never sit in the TOML: accounts name an environment variable or a file for the API secret.
+
+`load_config` checks types and bounds and refuses unknown keys anywhere; `startup_checks` runs the
+checks that need the file system but no network (files readable, certificate and key matching,
+audit directory writable, callers consistent); `serve` and `check-config` run exactly the same.
+Every failure is a ConfigError naming the setting.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from pydantic import BaseModel, ValidationError
+
+from gateway.config_schema import AccountTable, CallerTable, Settings
 from gateway.core.token_policy import Secret
 from gateway.errors import ConfigError
 
 ENV_PREFIX: Final = "ALP_GATEWAY_"
 _ACCOUNT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_CALLER_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True)
 class Setting:
+    """One row of the schema, for the README table and environment parsing."""
+
     name: str
     default: object
-    kind: Callable[[str], object]
     help: str
 
     @property
     def env(self) -> str:
-        return ENV_PREFIX + self.name.replace(".", "_").upper()
+        return env_name(self.name)
 
 
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true/false")
+def env_name(dotted: str) -> str:
+    return ENV_PREFIX + dotted.replace(".", "_").replace("-", "_").upper()
 
 
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if value <= 0:
-            raise ValueError("must be > 0")
-        return value
-
-    return parse
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise ValueError("must be in [0, 1)")
-    return value
+def _rows(model: type[BaseModel], prefix: str = "") -> list[Setting]:
+    rows: list[Setting] = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows.extend(_rows(annotation, f"{prefix}{name}."))
+        else:
+            rows.append(Setting(f"{prefix}{name}", info.default, info.description or ""))
+    return rows
 
 
-def _non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if value < 0:
-            raise ValueError("must be >= 0")
-        return value
-
-    return parse
-
-
-def _url(text: str) -> str:
-    if not re.fullmatch(r"(https?|wss?)://[^\s/]+(/\S*)?", text):
-        raise ValueError("must be an http(s):// or ws(s):// URL")
-    return text.rstrip("/")
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError("must be a port number 0..65535")
-    return value
-
-
-def _wallet_spelling(text: str) -> str:
-    if text not in ("docs", "alias"):
-        raise ValueError("must be 'docs' (MARGIN_CROSS) or 'alias' (CROSS_MARGIN)")
-    return text
-
-
-def _log_format(text: str) -> str:
-    if text not in ("text", "json"):
-        raise ValueError("must be 'text' or 'json'")
-    return text
-
-
-def _optional_path(text: str) -> str:
-    return text
-
-
-SETTINGS: Final[tuple[Setting, ...]] = (
-    Setting("listen.host", "127.0.0.1", str, "gRPC listen address"),
-    Setting("listen.port", 50051, _port, "gRPC listen port (0 = any free port)"),
-    Setting("upstream.rest_url", "https://www.alp.com/api/v3", _url, "ALP REST base URL"),
-    Setting("upstream.ws_url", "wss://www.alp.com/ws", _url, "ALP WebSocket URL"),
-    Setting("upstream.timeout_s", 10.0, _positive(float), "upstream call timeout without deadline"),
-    Setting("upstream.deadline_margin_s", 0.05, _non_negative(float), "kept from caller deadline"),
-    Setting("upstream.retry_attempts", 3, _positive(int), "tries of an idempotent GET"),
-    Setting("upstream.retry_base_s", 0.05, _positive(float), "first retry backoff ceiling"),
-    Setting("upstream.retry_cap_s", 1.0, _positive(float), "largest retry backoff"),
-    Setting("upstream.max_connections", 64, _positive(int), "HTTP connection pool size"),
-    Setting("upstream.wallet_spelling", "docs", _wallet_spelling, "outbound margin wallet names"),
-    Setting("upstream.pairs_ttl_s", 300.0, _positive(float), "cache life of GET /pairs for checks"),
-    Setting(
-        "upstream.public_cache_ttl_s", 0.25, _non_negative(float), "public micro-cache (0=off)"
-    ),
-    Setting("upstream.public_rps", 100.0, _non_negative(float), "public calls/s limit (0 = off)"),
-    Setting(
-        "upstream.private_rps",
-        2.0,
-        _non_negative(float),
-        "private calls/s/account, never exceeded in any sliding window (0 = off)",
-    ),
-    Setting(
-        "upstream.trading_reserve",
-        0.5,
-        _fraction,
-        "share of each account's window only orders and cancels may use",
-    ),
-    Setting(
-        "upstream.rate_margin_s",
-        0.1,
-        _non_negative(float),
-        "added to the 1 s window against network jitter",
-    ),
-    Setting("ws.max_topics_per_connection", 20, _positive(int), "upstream topics per connection"),
-    Setting("ws.linger_s", 2.0, _non_negative(float), "keep an unused topic this long"),
-    Setting("ws.stale_after_s", 45.0, _positive(float), "silence that marks a socket dead"),
-    Setting("ws.reconnect_base_s", 0.25, _positive(float), "first reconnect backoff ceiling"),
-    Setting("ws.reconnect_cap_s", 15.0, _positive(float), "largest reconnect backoff"),
-    Setting("ws.max_frame_bytes", 800, _positive(int), "largest frame sent upstream"),
-    Setting("stream.queue_limit", 10000, _positive(int), "events queued per consumer"),
-    Setting("token.refresh_margin_s", 60.0, _non_negative(float), "refresh this long before exp"),
-    Setting("token.cache_dir", "", _optional_path, "persist tokens here (mode 0600); empty = off"),
-    Setting("accounts.default", "", str, "account used without x-alp-account metadata"),
-    Setting("sandbox.enabled", False, _bool, "start the embedded sandbox and trade against it"),
-    Setting("sandbox.market", True, _bool, "synthetic market activity in the embedded sandbox"),
-    Setting("sandbox.seed", 7, int, "seed of the sandbox market activity"),
-    Setting("callers.dev_mode", False, _bool, "no caller auth (development only; logged loudly)"),
-    Setting("tls.cert_file", "", _optional_path, "PEM server certificate (empty = plaintext)"),
-    Setting("tls.key_file", "", _optional_path, "PEM server key"),
-    Setting("tls.client_ca_file", "", _optional_path, "PEM CA for client certs (enables mTLS)"),
-    Setting(
-        "audit.path", "alp-gateway-audit.jsonl", _optional_path, "trading audit file (empty = off)"
-    ),
-    Setting("metrics.port", 9464, _port, "Prometheus /metrics port (0 = any free port)"),
-    Setting("metrics.enabled", True, _bool, "serve Prometheus metrics"),
-    Setting("metrics.host", "127.0.0.1", str, "Prometheus listen address"),
-    Setting("health.interval_s", 5.0, _positive(float), "upstream health probe period"),
-    Setting(
-        "health.http_port",
-        8081,
-        _port,
-        "plaintext HTTP /healthz and /readyz on listen.host (0 = off)",
-    ),
-    Setting(
-        "trading.settle_s",
-        1.0,
-        _non_negative(float),
-        "after an ambiguous failure, an order absent this long after is 'not placed'",
-    ),
-    Setting(
-        "trading.clock_skew_s",
-        5.0,
-        _non_negative(float),
-        "tolerated gateway/ALP clock difference when matching orders by time",
-    ),
-    Setting(
-        "trading.idempotency_window_s",
-        86400.0,
-        _positive(float),
-        "how long a client_order_id names its intent",
-    ),
-    Setting("drain.grace_s", 10.0, _non_negative(float), "in-flight calls finish within this"),
-    Setting("log.level", "INFO", str, "logging level"),
-    Setting("log.format", "text", _log_format, "log line format: text or json"),
-)
+SETTINGS: Final[tuple[Setting, ...]] = tuple(_rows(Settings))
 _BY_NAME: Final = {s.name: s for s in SETTINGS}
 
 
@@ -215,69 +91,61 @@ class CallerSpec:
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    values: Mapping[str, Any]
+    settings: Settings = field(default_factory=Settings)
     accounts: Mapping[str, AccountCredentials] = field(default_factory=dict)
     callers: Mapping[str, CallerSpec] = field(default_factory=dict)
 
-    def __getitem__(self, name: str) -> Any:
-        return self.values[name]
-
     @property
     def default_account(self) -> str:
-        chosen = str(self.values["accounts.default"])
+        """`accounts.default`, or the only account; "" when there is none (or none chosen)."""
+        chosen = self.settings.accounts.default
         if chosen:
             return chosen
-        return next(iter(self.accounts), "")
+        return next(iter(self.accounts)) if len(self.accounts) == 1 else ""
 
     def with_overrides(self, **dotted: Any) -> GatewayConfig:
-        """A copy with settings replaced (keys use `__` for `.`): tests and `serve --sandbox`."""
-        merged = dict(self.values)
+        """A copy with settings replaced (keys use `__` for `.`), validated like the file."""
+        data = self.settings.model_dump()
         for key, value in dotted.items():
             name = key.replace("__", ".")
             if name not in _BY_NAME:
                 raise ConfigError(name, "unknown setting")
-            merged[name] = value
-        return GatewayConfig(merged, self.accounts, self.callers)
+            section, _, leaf = name.partition(".")
+            data[section][leaf] = value
+        return GatewayConfig(_validated(data), self.accounts, self.callers)
 
     def with_accounts(self, accounts: Mapping[str, AccountCredentials]) -> GatewayConfig:
-        return GatewayConfig(self.values, dict(accounts), self.callers)
+        return GatewayConfig(self.settings, dict(accounts), self.callers)
 
     def with_callers(self, callers: Mapping[str, CallerSpec]) -> GatewayConfig:
-        return GatewayConfig(self.values, self.accounts, dict(callers))
+        return GatewayConfig(self.settings, self.accounts, dict(callers))
 
 
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in table.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and name not in ("accounts", "callers"):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def _coerce(setting: Setting, raw: object) -> object:
+def _validated(data: Mapping[str, Any]) -> Settings:
     try:
-        if isinstance(setting.default, bool) and isinstance(raw, bool):
-            return raw
-        return setting.kind(str(raw))
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(setting.name, f"{exc} (got {str(raw)[:60]!r})") from exc
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
 
 
-def _read_secret(name: str, spec: Mapping[str, Any], env: Mapping[str, str]) -> Secret:
-    if "api_secret" in spec:
-        raise ConfigError(f"accounts.{name}.api_secret", "secrets never go in the TOML file")
-    if "api_secret_file" in spec:
-        path = Path(str(spec["api_secret_file"]))
+def _config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
+    first = exc.errors()[0]
+    where = prefix + ".".join(str(part) for part in first["loc"])
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown setting"
+    return ConfigError(where or "config", message)
+
+
+def _read_secret(name: str, spec: AccountTable, env: Mapping[str, str]) -> Secret:
+    if spec.api_secret_file:
         try:
-            return Secret(path.read_text().strip())
+            return Secret(Path(spec.api_secret_file).read_text().strip())
         except OSError as exc:
             raise ConfigError(
                 f"accounts.{name}.api_secret_file", f"unreadable: {exc.strerror}"
             ) from exc
-    var = str(spec.get("api_secret_env", f"{ENV_PREFIX}ACCOUNT_{name.upper()}_API_SECRET"))
+    var = spec.api_secret_env or env_name(f"account.{name}.api_secret")
     value = env.get(var, "")
     if not value:
         raise ConfigError(f"accounts.{name}.api_secret", f"set environment variable {var}")
@@ -285,20 +153,31 @@ def _read_secret(name: str, spec: Mapping[str, Any], env: Mapping[str, str]) -> 
 
 
 def _accounts(table: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, AccountCredentials]:
-    names = {k for k in table if isinstance(table[k], dict)}
-    for var in env:
-        match = re.fullmatch(rf"{ENV_PREFIX}ACCOUNT_([A-Z0-9_]+)_API_KEY", var)
-        if match:
-            names.add(match.group(1).lower())
-    accounts: dict[str, AccountCredentials] = {}
+    names = {k for k, v in table.items() if isinstance(v, dict)}
+    by_env: dict[str, str] = {}
     for name in sorted(names):
         if not _ACCOUNT_NAME.fullmatch(name):
             raise ConfigError(f"accounts.{name}", "names are lower case letters, digits, - and _")
-        spec = table.get(name, {})
-        key_var = f"{ENV_PREFIX}ACCOUNT_{name.upper()}_API_KEY"
-        api_key = env.get(key_var) or str(spec.get("api_key", ""))
+        var = env_name(f"account.{name}.api_key")
+        if var in by_env:
+            raise ConfigError(
+                f"accounts.{name}",
+                f"same environment variables as account {by_env[var]!r} ({var}): rename one",
+            )
+        by_env[var] = name
+    for var in env:
+        match = re.fullmatch(rf"{ENV_PREFIX}ACCOUNT_([A-Z0-9_]+)_API_KEY", var)
+        if match and var not in by_env:
+            by_env[var] = match.group(1).lower()
+    accounts: dict[str, AccountCredentials] = {}
+    for var, name in sorted(by_env.items(), key=lambda item: item[1]):
+        try:
+            spec = AccountTable.model_validate(table.get(name, {}))
+        except ValidationError as exc:
+            raise _config_error(exc, f"accounts.{name}.") from None
+        api_key = env.get(var) or spec.api_key
         if not api_key:
-            raise ConfigError(f"accounts.{name}.api_key", f"set it in the file or {key_var}")
+            raise ConfigError(f"accounts.{name}.api_key", f"set it in the file or {var}")
         accounts[name] = AccountCredentials(name, api_key, _read_secret(name, spec, env))
     return accounts
 
@@ -307,34 +186,42 @@ def _callers(table: Mapping[str, Any]) -> dict[str, CallerSpec]:
     from gateway.core.callers import parse_scopes
 
     callers: dict[str, CallerSpec] = {}
-    for name, spec in table.items():
+    for name, raw in table.items():
         where = f"callers.{name}"
-        if not isinstance(spec, dict):
+        if not isinstance(raw, dict):
             raise ConfigError(where, "must be a table")
-        unknown = set(spec) - {"token_sha256", "cert_subject", "scopes", "accounts", "rate_per_s"}
-        if unknown:
-            raise ConfigError(f"{where}.{sorted(unknown)[0]}", "unknown setting")
-        digest = str(spec.get("token_sha256", "")).lower()
-        if digest and not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise ConfigError(
-                f"{where}.token_sha256", "must be 64 hex digits (sha256 of the token)"
-            )
-        subject = str(spec.get("cert_subject", ""))
-        if not digest and not subject:
+        if not _CALLER_NAME.fullmatch(name):
+            raise ConfigError(where, "names are lower case letters, digits, - and _")
+        try:
+            spec = CallerTable.model_validate(raw)
+        except ValidationError as exc:
+            raise _config_error(exc, where + ".") from None
+        if not spec.token_sha256 and not spec.cert_subject:
             raise ConfigError(where, "needs token_sha256 or cert_subject")
         try:
-            scopes = parse_scopes([str(x) for x in spec.get("scopes", [])], f"{where}.scopes")
+            scopes = parse_scopes(spec.scopes, f"{where}.scopes")
         except ValueError as exc:
             raise ConfigError(f"{where}.scopes", str(exc)) from exc
-        accounts = frozenset(str(x) for x in spec.get("accounts", []))
-        try:
-            rate = float(spec.get("rate_per_s", 0.0))
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}.rate_per_s", "must be a number") from None
-        if not 0.0 <= rate < 1e6:
-            raise ConfigError(f"{where}.rate_per_s", "must be >= 0 (0 = no quota)")
-        callers[name] = CallerSpec(name, scopes, accounts, digest, subject, rate)
+        callers[name] = CallerSpec(
+            name,
+            scopes,
+            frozenset(spec.accounts),
+            spec.token_sha256.lower(),
+            spec.cert_subject,
+            spec.rate_per_s,
+        )
     return callers
+
+
+def _nest(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The TOML tables minus account and caller definitions, which are parsed on their own."""
+    data: dict[str, Any] = {}
+    for section, value in table.items():
+        if section in ("accounts", "callers") and isinstance(value, dict):
+            data[section] = {k: v for k, v in value.items() if not isinstance(v, dict)}
+        else:
+            data[section] = value
+    return data
 
 
 def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -349,44 +236,146 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
             raise ConfigError("config file", f"{path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("config file", f"{path}: {exc}") from exc
-    flat = _flatten(table)
-    account_table = flat.pop("accounts", {})
-    if not isinstance(account_table, dict):
-        raise ConfigError("accounts", "must be a table")
-    if "default" in account_table:
-        flat["accounts.default"] = account_table.pop("default")
-    caller_table = flat.pop("callers", {})
-    if not isinstance(caller_table, dict):
-        raise ConfigError("callers", "must be a table")
-    if "dev_mode" in caller_table:
-        flat["callers.dev_mode"] = caller_table.pop("dev_mode")
-    unknown = sorted(set(flat) - set(_BY_NAME))
-    if unknown:
-        raise ConfigError(unknown[0], "unknown setting")
-    values: dict[str, Any] = {}
+    data = _nest(table)
     for setting in SETTINGS:
-        raw = env.get(setting.env, flat.get(setting.name, setting.default))
-        values[setting.name] = _coerce(setting, raw)
-    config = GatewayConfig(values, _accounts(account_table, env), _callers(caller_table))
-    if config["accounts.default"] and config["accounts.default"] not in config.accounts:
-        raise ConfigError("accounts.default", f"no account named {config['accounts.default']!r}")
-    validate_startup(config)
-    return config
+        if setting.env in env:
+            section, _, leaf = setting.name.partition(".")
+            holder = data.setdefault(section, {})
+            if not isinstance(holder, dict):
+                raise ConfigError(section, "must be a table")
+            holder[leaf] = env[setting.env]
+    for section in ("accounts", "callers"):
+        if section in table and not isinstance(table[section], dict):
+            raise ConfigError(section, "must be a table")
+    settings = _validated(data)
+    return GatewayConfig(
+        settings,
+        _accounts(table.get("accounts", {}), env),
+        _callers(table.get("callers", {})),
+    )
 
 
-def validate_startup(config: GatewayConfig) -> None:
-    """Cross-setting checks that must hold before serving (also run by `check-config`)."""
-    if bool(config["tls.cert_file"]) != bool(config["tls.key_file"]):
+def startup_checks(config: GatewayConfig) -> None:
+    """Everything `serve` checks before binding, without network (`check-config` runs this too)."""
+    s = config.settings
+    if config.accounts and len(config.accounts) > 1 and not s.accounts.default:
+        raise ConfigError(
+            "accounts.default",
+            f"{len(config.accounts)} accounts configured: name the default one "
+            "(calls without x-alp-account would otherwise trade on an arbitrary account)",
+        )
+    sandbox_accounts = s.sandbox.enabled and not config.accounts  # the sandbox brings its own
+    if s.accounts.default and s.accounts.default not in config.accounts and not sandbox_accounts:
+        raise ConfigError("accounts.default", f"no account named {s.accounts.default!r}")
+    _check_tls(config)
+    _check_callers(config)
+    _check_host("listen.host", s.listen.host)
+    if s.metrics.enabled:
+        _check_host("metrics.host", s.metrics.host)
+    ports = {"listen.port": s.listen.port, "health.http_port": s.health.http_port}
+    if s.metrics.enabled:
+        ports["metrics.port"] = s.metrics.port
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port and port in seen:
+            raise ConfigError(name, f"port {port} is also {seen[port]}")
+        seen[port] = name
+    if s.audit.path:
+        directory = Path(s.audit.path).resolve().parent
+        if not directory.is_dir():
+            raise ConfigError("audit.path", f"directory {directory} does not exist")
+        if not os.access(directory, os.W_OK):
+            raise ConfigError("audit.path", f"directory {directory} is not writable")
+    cache = s.token.cache_dir
+    if cache and Path(cache).exists() and not os.access(cache, os.W_OK):
+        raise ConfigError("token.cache_dir", f"{cache} is not writable")
+    if not s.callers.dev_mode and not config.callers:
+        raise ConfigError(
+            "callers",
+            "no callers configured: add [callers.NAME] tables (alp-gateway new-caller makes "
+            "one), or run with --dev-mode for development",
+        )
+
+
+_HOSTNAME: Final = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+")
+
+
+def _check_host(name: str, host: str) -> None:
+    """An IP literal or a well-formed host name; checked without the network (no DNS query)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return
+    except ValueError:
+        pass
+    if not _HOSTNAME.fullmatch(host) or host.replace(".", "").isdigit():
+        raise ConfigError(name, f"{host!r} is neither an IP address nor a host name")
+
+
+def _readable(name: str, path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(name, f"{path}: {exc.strerror}") from exc
+
+
+def _check_tls(config: GatewayConfig) -> None:
+    tls = config.settings.tls
+    if bool(tls.cert_file) != bool(tls.key_file):
         raise ConfigError("tls.key_file", "tls.cert_file and tls.key_file go together")
-    if config["tls.client_ca_file"] and not config["tls.cert_file"]:
+    if tls.client_ca_file and not tls.cert_file:
         raise ConfigError("tls.client_ca_file", "mTLS needs tls.cert_file and tls.key_file")
-    for name in ("tls.cert_file", "tls.key_file", "tls.client_ca_file"):
-        path = config[name]
-        if path and not Path(path).is_file():
-            raise ConfigError(name, f"no such file: {path}")
+    if not tls.cert_file:
+        return
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert_pem = _readable("tls.cert_file", tls.cert_file)
+    key_pem = _readable("tls.key_file", tls.key_file)
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise ConfigError("tls.cert_file", "not a PEM certificate") from exc
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError("tls.key_file", "not an unencrypted PEM private key") from exc
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    encoding = serialization.Encoding.DER
+    if key.public_key().public_bytes(encoding, public) != certificate.public_key().public_bytes(
+        encoding, public
+    ):
+        raise ConfigError("tls.key_file", "does not match the certificate in tls.cert_file")
+    if tls.client_ca_file:
+        try:
+            x509.load_pem_x509_certificates(_readable("tls.client_ca_file", tls.client_ca_file))
+        except ValueError as exc:
+            raise ConfigError("tls.client_ca_file", "not a PEM certificate bundle") from exc
+
+
+def _check_callers(config: GatewayConfig) -> None:
+    by_token: dict[str, str] = {}
+    by_subject: dict[str, str] = {}
     for caller in config.callers.values():
+        where = f"callers.{caller.name}"
         unknown = set(caller.accounts) - set(config.accounts) - {"*"}
         if unknown and config.accounts:
-            raise ConfigError(
-                f"callers.{caller.name}.accounts", f"unknown accounts {sorted(unknown)}"
-            )
+            raise ConfigError(f"{where}.accounts", f"unknown accounts {sorted(unknown)}")
+        if caller.token_sha256:
+            if caller.token_sha256 in by_token:
+                raise ConfigError(
+                    f"{where}.token_sha256", f"same token as caller {by_token[caller.token_sha256]}"
+                )
+            by_token[caller.token_sha256] = caller.name
+        if caller.cert_subject:
+            if not config.settings.tls.client_ca_file:
+                raise ConfigError(
+                    f"{where}.cert_subject",
+                    "certificate callers need tls.client_ca_file (client certificates are not "
+                    "checked without it)",
+                )
+            if caller.cert_subject in by_subject:
+                raise ConfigError(
+                    f"{where}.cert_subject",
+                    f"same subject as caller {by_subject[caller.cert_subject]}",
+                )
+            by_subject[caller.cert_subject] = caller.name

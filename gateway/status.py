@@ -22,11 +22,12 @@ class Health:
     reason: str = "first upstream check pending"  # why not serving (no secrets: ALP's words)
     accounts: tuple[str, ...] = ()  # configured ALP accounts
     refused: Mapping[str, str] = field(default_factory=dict)  # account -> ALP's refusal
+    failing_loops: tuple[str, ...] = ()  # supervised background work failing again and again
 
     @property
     def serving(self) -> bool:
         """Overall ("") and the market data services: ALP answers."""
-        return self.checked and self.reachable and not self.draining
+        return self.checked and self.reachable and not self.draining and not self.failing_loops
 
     @property
     def accounts_serving(self) -> bool:
@@ -39,6 +40,8 @@ class Health:
             return "draining"
         if self.serving:
             return "serving"
+        if self.failing_loops and self.checked and self.reachable:
+            return "background work failing: " + ", ".join(self.failing_loops[:5])
         return self.reason
 
     def checked_as(self, reachable: bool, reason: str, refused: Mapping[str, str | None]) -> Health:

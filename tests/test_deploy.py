@@ -124,8 +124,8 @@ def test_the_configmap_is_a_config_the_gateway_accepts(tmp_path: Path) -> None:
         (tmp_path / name).write_text("x")
     (tmp_path / "gateway.toml").write_text(text)
     config = load_config(str(tmp_path / "gateway.toml"), env={})
-    assert config["health.http_port"] == 8081 and config["listen.host"] == "0.0.0.0"
-    assert config["audit.path"] == "/var/lib/alp-gateway/audit.jsonl"
+    assert config.settings.health.http_port == 8081 and config.settings.listen.host == "0.0.0.0"
+    assert config.settings.audit.path == "/var/lib/alp-gateway/audit.jsonl"
 
 
 def test_the_image_env_shadows_no_setting(tmp_path: Path) -> None:
@@ -137,11 +137,12 @@ def test_the_image_env_shadows_no_setting(tmp_path: Path) -> None:
     copies = [rest.split() for word, rest in dockerfile_instructions() if word == "COPY"]
     assert ["deploy/image-gateway.toml", env["ALP_GATEWAY_CONFIG"]] in copies
     image = load_config(str(IMAGE_CONFIG), env={})
-    assert image["listen.host"] == "0.0.0.0" and image["metrics.host"] == "0.0.0.0"
+    assert image.settings.listen.host == "0.0.0.0" and image.settings.metrics.host == "0.0.0.0"
     operator = tmp_path / "gateway.toml"
     operator.write_text('[audit]\npath = "/data/audit.jsonl"\n[listen]\nhost = "10.0.0.7"\n')
     mine = load_config(str(operator), env=env)  # `serve --config FILE` inside the image
-    assert mine["audit.path"] == "/data/audit.jsonl" and mine["listen.host"] == "10.0.0.7"
+    assert mine.settings.audit.path == "/data/audit.jsonl"
+    assert mine.settings.listen.host == "10.0.0.7"
 
 
 def free_port() -> int:

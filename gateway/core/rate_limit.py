@@ -16,7 +16,6 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-
 _EPSILON_S = 1e-9  # float rounding: `now + wait` can land a hair before the slot frees
 
 

@@ -52,7 +52,10 @@ def bearer(token: str, account: str = "demo") -> tuple[tuple[str, str], ...]:
 
 @pytest.fixture
 async def secured(sandbox: Sandbox) -> AsyncIterator[grpc.aio.Channel]:
-    config = gateway_config(sandbox, callers__dev_mode=False).with_callers(CALLERS)
+    # plaintext: certificate callers would be refused by the start-up checks (nothing checks
+    # client certificates without tls.client_ca_file), so only the bearer callers here
+    bearer_only = {name: c for name, c in CALLERS.items() if not c.cert_subject}
+    config = gateway_config(sandbox, callers__dev_mode=False).with_callers(bearer_only)
     async with Gateway(config) as gateway:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
             yield channel

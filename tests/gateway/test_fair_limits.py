@@ -50,6 +50,7 @@ async def test_reads_cannot_starve_an_order(
 ) -> None:
     reads = account_pb2_grpc.AccountServiceStub(channel)
     await reads.ListBalances(account_pb2.ListBalancesRequest())
+
     async def read() -> Any:
         return await reads.ListOrders(account_pb2.ListOrdersRequest(), timeout=10)
 
