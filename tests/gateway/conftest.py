@@ -36,6 +36,7 @@ def gateway_config(sandbox: Sandbox, **overrides: Any) -> GatewayConfig:
         "audit__path": "",
         "metrics__enabled": False,
         "health__interval_s": 60.0,
+        "health__http_port": 0,  # tests run many gateways at once: no fixed port
     }
     settings.update(overrides)
     return load_config(env={}).with_accounts(accounts).with_overrides(**settings)
