@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import grpc
@@ -41,8 +41,18 @@ from gateway.rpc.caller_auth import CallerGate
 from gateway.rpc.server import build_server, health_statuses, set_health
 from gateway.rpc.stream import StreamServicer
 from gateway.rpc.stream_hub import StreamHub
-from gateway.status import AccountState, ConnectionState, GatewayState, Health
+from gateway.status import (
+    AccountState,
+    ConnectionState,
+    FleetState,
+    GatewayState,
+    Health,
+    LoopState,
+)
 from gateway.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from gateway.cluster.fleet import Fleet
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +85,7 @@ class Gateway:
         self._server: Any = None
         self._health: Any = None
         self.supervisor = Supervisor("gateway")
+        self.fleet: Fleet | None = None
         self._first_check = asyncio.Event()
 
     async def __aenter__(self) -> Gateway:
@@ -117,6 +128,7 @@ class Gateway:
             headers={"User-Agent": "alp-grpc-gateway/0.1"},
         )
         self._stack.push_async_callback(session.close)
+        self.fleet = self._open_fleet(config)
         client = RestClient(
             config.settings.upstream.rest_url,
             session,
@@ -131,6 +143,7 @@ class Gateway:
                 private_rps=config.settings.upstream.private_rps,
                 trading_reserve=config.settings.upstream.trading_reserve,
                 margin_s=config.settings.upstream.rate_margin_s,
+                shared=self.fleet.budget if self.fleet else None,
             ),
             observer=self.metrics.observe_upstream if config.settings.metrics.enabled else None,
         )
@@ -151,6 +164,7 @@ class Gateway:
                 clock_skew_s=config.settings.trading.clock_skew_s,
                 idempotency_window_s=config.settings.trading.idempotency_window_s,
             ),
+            intents=self.fleet.intents if self.fleet else None,
         )
         if config.settings.audit.path:
             self.audit = AuditLog(Path(config.settings.audit.path))
@@ -228,18 +242,42 @@ class Gateway:
         )
         return int(server.add_secure_port(address, credentials))
 
+    def _open_fleet(self, config: GatewayConfig) -> Fleet | None:
+        """With `cluster.redis_url`: this process becomes a member of the fleet in that Redis."""
+        url = config.settings.cluster.redis_url
+        if not url:
+            return None
+        from gateway.cluster.fleet import Fleet
+
+        fleet = Fleet.open(
+            url,
+            idempotency_window_s=config.settings.trading.idempotency_window_s,
+            order_lease_s=config.settings.upstream.timeout_s + 5.0,
+        )
+        self._stack.push_async_callback(fleet.close)
+        self.supervisor.start("fleet:members", fleet.members.run)
+        log.info("fleet member %s", fleet.members.member_id)
+        return fleet
+
     def _account(self, client: RestClient, creds: AccountCredentials) -> AccountSession:
         cache_dir = self.config.settings.token.cache_dir
 
         async def authenticate() -> str:
             return await client.authenticate(creds.api_key, creds.api_secret)
 
+        shared = None
+        if self.fleet is not None:
+            lease = max(10.0, self.config.settings.upstream.timeout_s)
+            shared = self.fleet.shared_tokens(
+                creds.name, creds.api_key, creds.api_secret, lease_s=lease
+            )
         tokens = TokenManager(
             creds.name,
             creds.api_key,
             authenticate,
             refresh_margin_s=self.config.settings.token.refresh_margin_s,
             cache_dir=Path(cache_dir) if cache_dir else None,
+            shared=shared,
         )
         return AccountSession(creds.name, creds.api_key, creds.api_secret, tokens)
 
@@ -523,6 +561,23 @@ class Gateway:
             events_unencodable=drops.unencodable if drops else 0,
             events_oversize=drops.oversize if drops else 0,
             services=health_statuses(self.health),
+            loops=tuple(
+                LoopState(loop.name, loop.state.value, loop.restarts, loop.last_error)
+                for loop in self.supervisor.status()
+            ),
+            fleet=self._fleet_state(),
+        )
+
+    def _fleet_state(self) -> FleetState:
+        fleet = self.fleet
+        if fleet is None:
+            return FleetState()
+        tokens_down = any(t.degraded for t in fleet.tokens.values())
+        return FleetState(
+            True,
+            fleet.members.member_id,
+            fleet.members.live,
+            fleet.budget.degraded or tokens_down or fleet.intents_degraded(),
         )
 
     # -- stop -----------------------------------------------------------------------------------

@@ -76,6 +76,22 @@ class AccountState:
 
 
 @dataclass(frozen=True)
+class LoopState:
+    name: str
+    state: str
+    restarts: int
+    last_error: str
+
+
+@dataclass(frozen=True)
+class FleetState:
+    enabled: bool = False
+    member_id: str = ""
+    members: int = 0
+    degraded: bool = False
+
+
+@dataclass(frozen=True)
 class GatewayState:
     serving: bool
     connections: tuple[ConnectionState, ...] = ()
@@ -97,6 +113,8 @@ class GatewayState:
     events_unencodable: int = 0
     events_oversize: int = 0
     services: Mapping[str, bool] = field(default_factory=dict)  # health service -> SERVING
+    loops: tuple[LoopState, ...] = ()
+    fleet: FleetState = FleetState()
 
     def metrics(self) -> dict[str, float]:
         return {

@@ -98,6 +98,7 @@ class RedisIntents:
         self._window_ms = int(window_s * 1000)
         self._lease_ms = int((lease_s + LEASE_MARGIN_S) * 1000)
         self._begin = redis.register_script(_BEGIN)
+        self.degraded = False  # the last read of the store failed
 
     def __repr__(self) -> str:
         return "RedisIntents()"
@@ -109,7 +110,9 @@ class RedisIntents:
                 args=[fingerprint, repr(now), self._window_ms, self._lease_ms],
             )
         except REDIS_FAILURES as exc:
+            self.degraded = True
             raise IdempotencyUnavailable(type(exc).__name__) from exc
+        self.degraded = False
         words = [_text(w) if isinstance(w, bytes | str) else str(w) for w in reply]
         if words[0] == "proceed":
             return Decision.PROCEED, IntentView(fingerprint, State.IN_FLIGHT)

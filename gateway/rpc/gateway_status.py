@@ -45,6 +45,7 @@ class GatewayStatusServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
                 name=account.name,
                 token_refreshes=account.token_refreshes,
                 private_stream_open=account.private_stream_open,
+                refused=account.refused,
             )
             if account.token_expires_at is not None:
                 stamp = timestamp(Decimal(int(account.token_expires_at)))
@@ -52,4 +53,16 @@ class GatewayStatusServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
                 entry.token_expires_at.CopyFrom(stamp)
         for bucket, room in state.rate_limit_headroom.items():
             reply.rate_limit_headroom[bucket] = "unlimited" if math.isinf(room) else f"{room:.3f}"
+        for loop in state.loops:
+            reply.loops.add(
+                name=loop.name,
+                state=loop.state,
+                restarts=loop.restarts,
+                last_error=loop.last_error,
+            )
+        fleet = state.fleet
+        reply.fleet.enabled = fleet.enabled
+        reply.fleet.member_id = fleet.member_id
+        reply.fleet.members = fleet.members
+        reply.fleet.degraded = fleet.degraded
         return reply

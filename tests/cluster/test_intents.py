@@ -1,13 +1,11 @@
-"""Idempotency across a fleet: two gateways share their PlaceOrder intents through Redis."""
+"""Idempotency across a fleet: two gateways with one `cluster.redis_url` share their PlaceOrder
+intents, their tokens and their rate budget."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import grpc
@@ -18,67 +16,25 @@ from redis.asyncio import Redis
 from gateway.app import Gateway
 from gateway.cluster.intents import RedisIntents, redis_key
 from gateway.core.idempotency import Decision
-from gateway.sandbox import Sandbox, SandboxConfig
+from gateway.sandbox import Sandbox
+from tests.cluster.conftest import RedisServer
 from tests.gateway.conftest import gateway_config
 from tests.gateway.status_details import details_of
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def intent_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed (scripts/polyglot_deps.sh installs it)"
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.02)
-    yield f"redis://127.0.0.1:{port}/0", proc
-    proc.kill()
-    proc.wait()
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with Sandbox(SandboxConfig(market=False)) as running:
-        yield running
-
-
 @pytest.fixture
 async def members(
-    sandbox: Sandbox, intent_redis: tuple[str, subprocess.Popen[bytes]]
+    sandbox: Sandbox, own_redis_server: RedisServer
 ) -> AsyncIterator[list[trading_pb2_grpc.TradingServiceStub]]:
-    url, _ = intent_redis
-    stubs = []
-    async with (
-        Gateway(gateway_config(sandbox)) as a,
-        Gateway(gateway_config(sandbox)) as b,
-    ):
-        clients = []
-        for gateway in (a, b):
-            assert gateway.desk is not None
-            client = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-            clients.append(client)
-            gateway.desk.intents = RedisIntents(client, lease_s=10.0)
+    """Two gateway processes' worth of members: one sandbox, one Redis, `cluster.redis_url`."""
+    config = gateway_config(sandbox, cluster__redis_url=own_redis_server.url)
+    async with Gateway(config) as a, Gateway(config) as b:
+        assert a.fleet is not None and b.fleet is not None
         async with (
             grpc.aio.insecure_channel(f"127.0.0.1:{a.port}") as ca,
             grpc.aio.insecure_channel(f"127.0.0.1:{b.port}") as cb,
         ):
-            stubs = [trading_pb2_grpc.TradingServiceStub(c) for c in (ca, cb)]
-            yield stubs
-        for client in clients:
-            await client.aclose()
+            yield [trading_pb2_grpc.TradingServiceStub(c) for c in (ca, cb)]
 
 
 def order(price: str, cid: str) -> trading_pb2.PlaceOrderRequest:
@@ -122,12 +78,10 @@ async def test_simultaneous_duplicates_on_two_members_make_one_order(
 async def test_redis_down_refuses_keyed_orders_and_sends_nothing(
     members: list[trading_pb2_grpc.TradingServiceStub],
     sandbox: Sandbox,
-    intent_redis: tuple[str, subprocess.Popen[bytes]],
+    own_redis_server: RedisServer,
 ) -> None:
     a, _ = members
-    _, proc = intent_redis
-    proc.kill()
-    proc.wait()
+    own_redis_server.stop()
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await a.PlaceOrder(order("20004", "fleet-3"), timeout=5)
     details = details_of(info.value)
@@ -142,11 +96,8 @@ async def test_redis_down_refuses_keyed_orders_and_sends_nothing(
     assert (await a.PlaceOrder(plain, timeout=5)).order_id > 0  # no key: no store needed
 
 
-async def test_an_abandoned_intent_is_rechecked_after_its_lease(
-    intent_redis: tuple[str, subprocess.Popen[bytes]],
-) -> None:
-    url, _ = intent_redis
-    async with Redis.from_url(url) as client:
+async def test_an_abandoned_intent_is_rechecked_after_its_lease(redis_url: str) -> None:
+    async with Redis.from_url(redis_url) as client:
         dying = RedisIntents(client, lease_s=-4.9)  # a lease of 0.1 s: its member "dies"
         key = ("svc", "demo", "orphan-1")
         decision, _ = await dying.begin(key, "fp", time.time())
@@ -159,3 +110,43 @@ async def test_an_abandoned_intent_is_rechecked_after_its_lease(
         assert decision is Decision.RECHECK  # look at ALP's list; never send a second time
         raw = b"".join(k for k in await client.keys("*"))
         assert b"orphan-1" not in raw and redis_key(key).encode() in raw  # keys hold no caller data
+
+
+async def test_members_hold_one_token_and_report_the_fleet(
+    sandbox: Sandbox, own_redis_server: RedisServer
+) -> None:
+    from alp.v3 import account_pb2, account_pb2_grpc, gateway_service_pb2, gateway_service_pb2_grpc
+
+    config = gateway_config(sandbox, cluster__redis_url=own_redis_server.url)
+    async with Gateway(config) as a, Gateway(config) as b:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{a.port}") as ca,
+            grpc.aio.insecure_channel(f"127.0.0.1:{b.port}") as cb,
+        ):
+            await asyncio.gather(
+                *(
+                    account_pb2_grpc.AccountServiceStub(c).ListBalances(
+                        account_pb2.ListBalancesRequest()
+                    )
+                    for c in (ca, cb, ca, cb)
+                )
+            )
+            assert sandbox.stats.auth_calls == 1  # one POST /auth for the whole fleet
+            stub = gateway_service_pb2_grpc.GatewayServiceStub(ca)
+            for _ in range(100):  # the next heartbeat (every 2 s) counts the second member
+                status = await stub.GetStatus(gateway_service_pb2.GetStatusRequest())
+                if status.fleet.members == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert status.fleet.enabled and status.fleet.members == 2
+            assert not status.fleet.degraded and status.fleet.member_id
+            assert {loop.name for loop in status.loops} >= {"health", "fleet:members"}
+            own_redis_server.stop()
+            with pytest.raises(grpc.aio.AioRpcError):
+                await trading_pb2_grpc.TradingServiceStub(ca).PlaceOrder(
+                    order("20009", "fleet-9"), timeout=5
+                )
+            status = await gateway_service_pb2_grpc.GatewayServiceStub(ca).GetStatus(
+                gateway_service_pb2.GetStatusRequest()
+            )
+            assert status.fleet.degraded and status.serving  # market data keeps flowing

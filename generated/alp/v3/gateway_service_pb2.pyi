@@ -86,12 +86,17 @@ class AccountStatus(_message.Message):
     TOKEN_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     TOKEN_REFRESHES_FIELD_NUMBER: _builtins.int
     PRIVATE_STREAM_OPEN_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Gateway account name (the `x-alp-account` value)."""
     token_refreshes: _builtins.int
     """POST /auth calls made for this account."""
     private_stream_open: _builtins.bool
     """Whether the private WebSocket of this account is open."""
+    refused: _builtins.str
+    """ALP's refusal of this account's key (e.g. "HTTP 403 API_KEY_DELETED: ..."); empty when
+    accepted or not yet checked. Never a secret.
+    """
     @_builtins.property
     def token_expires_at(self) -> _timestamp_pb2.Timestamp:
         """When the held token expires; unset when no token is held."""
@@ -103,14 +108,85 @@ class AccountStatus(_message.Message):
         token_expires_at: _timestamp_pb2.Timestamp | None = ...,
         token_refreshes: _builtins.int = ...,
         private_stream_open: _builtins.bool = ...,
+        refused: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["token_expires_at", b"token_expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "private_stream_open", b"private_stream_open", "token_expires_at", b"token_expires_at", "token_refreshes", b"token_refreshes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "private_stream_open", b"private_stream_open", "refused", b"refused", "token_expires_at", b"token_expires_at", "token_refreshes", b"token_refreshes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AccountStatus: _TypeAlias = AccountStatus  # noqa: Y015
+
+@_typing.final
+class BackgroundLoop(_message.Message):
+    """One supervised background loop (upstream sockets, re-authentication, health, fleet heartbeat)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    RESTARTS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Loop name, e.g. "ws:pub-1" or "health"."""
+    state: _builtins.str
+    """starting, running, backing_off, failed (failing again and again, still retried) or done."""
+    restarts: _builtins.int
+    """Times it was restarted after a failure."""
+    last_error: _builtins.str
+    """The last failure (exception class and message), empty if none."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        state: _builtins.str = ...,
+        restarts: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_error", b"last_error", "name", b"name", "restarts", b"restarts", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BackgroundLoop: _TypeAlias = BackgroundLoop  # noqa: Y015
+
+@_typing.final
+class FleetStatus(_message.Message):
+    """This member's view of its fleet (cluster.redis_url)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    DEGRADED_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """Whether a fleet is configured."""
+    member_id: _builtins.str
+    """This member's id."""
+    members: _builtins.int
+    """Live members last seen (this one included)."""
+    degraded: _builtins.bool
+    """Redis is unreachable: this member decides alone (a conservative share of the rate budget,
+    its own tokens; orders with a client_order_id are refused until Redis is back).
+    """
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        member_id: _builtins.str = ...,
+        members: _builtins.int = ...,
+        degraded: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["degraded", b"degraded", "enabled", b"enabled", "member_id", b"member_id", "members", b"members"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FleetStatus: _TypeAlias = FleetStatus  # noqa: Y015
 
 @_typing.final
 class GetStatusResponse(_message.Message):
@@ -149,6 +225,8 @@ class GetStatusResponse(_message.Message):
     UPSTREAM_CALLS_FIELD_NUMBER: _builtins.int
     UPSTREAM_RETRIES_FIELD_NUMBER: _builtins.int
     WS_FRAMES_REJECTED_FIELD_NUMBER: _builtins.int
+    LOOPS_FIELD_NUMBER: _builtins.int
+    FLEET_FIELD_NUMBER: _builtins.int
     serving: _builtins.bool
     """Whether health reports SERVING."""
     streams: _builtins.int
@@ -177,6 +255,14 @@ class GetStatusResponse(_message.Message):
     def rate_limit_headroom(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Rate-limit bucket ("public", "account:NAME") -> calls available now, as a decimal string."""
 
+    @_builtins.property
+    def loops(self) -> _containers.RepeatedCompositeFieldContainer[Global___BackgroundLoop]:
+        """Supervised background loops."""
+
+    @_builtins.property
+    def fleet(self) -> Global___FleetStatus:
+        """The fleet, when one is configured."""
+
     def __init__(
         self,
         *,
@@ -191,10 +277,12 @@ class GetStatusResponse(_message.Message):
         upstream_calls: _builtins.int = ...,
         upstream_retries: _builtins.int = ...,
         ws_frames_rejected: _builtins.int = ...,
+        loops: _abc.Iterable[Global___BackgroundLoop] | None = ...,
+        fleet: Global___FleetStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fleet", b"fleet"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "cache_hits", b"cache_hits", "cache_misses", b"cache_misses", "connections", b"connections", "rate_limit_headroom", b"rate_limit_headroom", "serving", b"serving", "streams", b"streams", "subscribers", b"subscribers", "upstream_calls", b"upstream_calls", "upstream_retries", b"upstream_retries", "ws_frames_rejected", b"ws_frames_rejected"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "cache_hits", b"cache_hits", "cache_misses", b"cache_misses", "connections", b"connections", "fleet", b"fleet", "loops", b"loops", "rate_limit_headroom", b"rate_limit_headroom", "serving", b"serving", "streams", b"streams", "subscribers", b"subscribers", "upstream_calls", b"upstream_calls", "upstream_retries", b"upstream_retries", "ws_frames_rejected", b"ws_frames_rejected"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
