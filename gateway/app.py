@@ -181,6 +181,7 @@ class Gateway:
             status=self.state,
             gate=CallerGate(registry, config.default_account),
             observer=self.metrics if config.settings.metrics.enabled else None,
+            reuse_port=config.settings.listen.reuse_port,
         )
         self.health = Health(accounts=tuple(config.accounts))
         await set_health(health, health_statuses(self.health))  # NOT_SERVING until checked

@@ -23,6 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (listen.host)")
     serve.add_argument("--port", type=int, help="listen port (listen.port)")
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="N member processes on one port (needs cluster.redis_url; see README 'fleet')",
+    )
+    serve.add_argument(
         "--dev-mode",
         action="store_true",
         help="no caller authentication (callers.dev_mode); for local development only",
@@ -107,6 +113,8 @@ def run(argv: list[str]) -> int:
             return 2
         print(f"configuration valid: {len(SETTINGS)} settings, {len(config.accounts)} accounts")
         return 0
+    if args.workers != 1:
+        return _workers(config, args, argv)
     from gateway.app import run_until_signalled
     from gateway.logs import configure_logging
     from gateway.rpc.server import BindFailed
@@ -125,6 +133,22 @@ def run(argv: list[str]) -> int:
         print(f"alp-gateway: invalid setting {exc.setting}: {exc.reason}", file=sys.stderr)
         return 2
     return 0
+
+
+def _workers(config: Any, args: argparse.Namespace, argv: list[str]) -> int:
+    from gateway.workers import check_workers, run_workers
+
+    try:
+        check_workers(config, args.workers)
+        startup_checks(config)
+    except ConfigError as exc:
+        print(f"alp-gateway: invalid setting {exc.setting}: {exc.reason}", file=sys.stderr)
+        return 2
+    serve_args = [a for a in argv[1:] if not a.startswith("--workers")]
+    if "--workers" in argv:  # "--workers N" as two words
+        at = argv.index("--workers")
+        serve_args = [a for i, a in enumerate(argv[1:], 1) if i not in (at, at + 1)]
+    return run_workers(config, args.workers, serve_args)
 
 
 def _new_caller(args: argparse.Namespace) -> int:

@@ -40,6 +40,10 @@ Rate = Annotated[float, Field(ge=0)]
 class Listen(Section):
     host: str = Field("127.0.0.1", min_length=1, description="gRPC listen address")
     port: Port = Field(50051, description="gRPC listen port (0 = any free port)")
+    reuse_port: bool = Field(
+        False,
+        description="share listen.port with the other workers of `serve --workers` (set by it)",
+    )
 
 
 class Upstream(Section):

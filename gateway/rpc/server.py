@@ -118,6 +118,7 @@ def build_server(
     status: Callable[[], GatewayState] | None = None,
     gate: Gate | None = None,
     observer: RpcObserver | None = None,
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
     # One interceptor: a wrapper per call layer costs latency and memory per open stream.
     # Built as grpc.aio.server() builds it: (thread pool, handlers, interceptors, options,
@@ -129,7 +130,8 @@ def build_server(
             None,
             (),
             (ErrorBarrier(observer, gate, default_account=upstream.default_account),),
-            SERVER_OPTIONS,
+            # port sharing only for the workers of `serve --workers`, which ask for it explicitly
+            (*SERVER_OPTIONS[:-1], ("grpc.so_reuseport", 1)) if reuse_port else SERVER_OPTIONS,
             None,
             None,
         ),
