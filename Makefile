@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 50051
 
-.PHONY: run test venv sandbox lint typecheck protos check-protos proto-lint hadolint unit pytest-all polyglot-deps bench clean
+.PHONY: run fleet test venv sandbox lint typecheck protos check-protos proto-lint hadolint unit pytest-all polyglot-deps bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ venv: $(STAMP)
 ## Run the gateway against the embedded sandbox exchange (no credentials, no network needed).
 run: venv
 	$(BIN)/alp-gateway serve --sandbox --dev-mode --host $(HOST) --port $(PORT)
+
+## A local two-worker fleet with its own Redis and one sandbox (Ctrl-C stops it all).
+fleet: venv
+	bash scripts/run_fleet.sh
 
 ## Run the sandbox exchange alone.
 sandbox: venv
