@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from decimal import Decimal
-from typing import Any, Final
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Final, NamedTuple
 
 import grpc
 from alp.v3 import stream_pb2
 
 from gateway.core.validation import validate_pair
-from gateway.errors import GatewayError, SlowConsumer, UpstreamUnavailable, ValidationError
-from gateway.exchange.book_keeper import BookKeeper, Level
+from gateway.errors import SlowConsumer, UpstreamUnavailable, ValidationError
+from gateway.exchange.book_keeper import BookKeeper
 from gateway.exchange.upstream import Upstream
 from gateway.exchange.ws_public import PublicFeed
 from gateway.rpc import stream_encode as enc
+from gateway.rpc.book_stream import BookStream, BookViews
 from gateway.rpc.call import ACCOUNT_HEADER, metadata_value
 from gateway.rpc.caller_auth import authorize_subscribe_channel
 from gateway.rpc.delivery import Delivery, Lane, Policy
 from gateway.rpc.servicer_base import Context
-from gateway.rpc.stream_hub import DropStats, StreamHub, Target
+from gateway.rpc.stream_hub import StreamHub, Target
 
 log = logging.getLogger(__name__)
 
-ZERO: Final = Decimal(0)
 MAX_PAIRS: Final = 100
 MAX_BOOK_DEPTH: Final = 20
 SERVICE: Final = "alp.v3.StreamService"
@@ -45,133 +43,38 @@ def _pairs(values: Any, *, required: bool, field: str = "pairs") -> list[str]:
     return pairs
 
 
-class BookStream:
-    """One consumer of a maintained book: its own depth view and its own +1 sequence.
-
-    `view` is what the consumer holds. An update is encoded before anything is committed, so one
-    that cannot be encoded (a timestamp of 1e30) is dropped and counted with the view and the
-    sequence untouched: the next update carries its changes and the sequence has no gap. Each
-    consumer's updates are its own, so a dropped update counts once per consumer."""
-
-    def __init__(
-        self,
-        keeper: BookKeeper,
-        depth: int,
-        delivery_limit: int,
-        kind: int,
-        stats: DropStats | None = None,
-    ) -> None:
-        self.keeper = keeper
-        self.depth = depth
-        self.kind = kind
-        self.view: tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]] = ({}, {})
-        self.sequence = 0
-        self.unencodable = 0
-        self._stats = stats
-        self.delivery = Delivery(
-            f"order_book.{keeper.pair}",
-            Policy.RESNAPSHOT,
-            limit=delivery_limit,
-            skipped_field=0 if kind else enc.SKIPPED_FIELD,
-            resnapshot=lambda: [self._snapshot(resync=True, time_s=None)],
-        )
-
-    def _wrap(self, payload: bytes) -> bytes:
-        return enc.subscribe_chunk(self.kind, payload) if self.kind else enc.channel_chunk(payload)
-
-    def _encode(
-        self,
-        *,
-        snapshot: bool,
-        resync: bool,
-        bids: list[Level],
-        asks: list[Level],
-        time_s: Decimal | None,
-    ) -> bytes:
-        """The next update's bytes (sequence + 1); raises without changing anything."""
-        return self._wrap(
-            enc.book_update(
-                self.keeper.pair,
-                self.sequence + 1,
-                snapshot=snapshot,
-                resync=resync,
-                bids=bids,
-                asks=asks,
-                time_s=time_s,
-            )
-        )
-
-    def _snapshot(self, *, resync: bool, time_s: Decimal | None) -> bytes:
-        bids = self.keeper.book.bids(self.depth)
-        asks = self.keeper.book.asks(self.depth)
-        chunk = self._encode(snapshot=True, resync=resync, bids=bids, asks=asks, time_s=time_s)
-        self.view = (dict(bids), dict(asks))
-        self.sequence += 1
-        return chunk
-
-    def start(self) -> None:
-        self.delivery.offer(self._snapshot(resync=False, time_s=None))
-
-    def on_book(self, keeper: BookKeeper, *, resync: bool, time_s: Decimal | None) -> None:
-        # Called from the upstream reader for every watcher in turn: nothing may escape.
-        try:
-            if resync:
-                chunk: bytes | None = self._snapshot(resync=True, time_s=time_s)
-            else:
-                chunk = self._changes(time_s)
-        except Exception as exc:  # ValueError/OverflowError from protobuf, or a bug
-            self._unencodable(exc, time_s)
-            return
-        if chunk is not None:
-            self.delivery.offer(chunk)
-
-    def _changes(self, time_s: Decimal | None) -> bytes | None:
-        """The update from the view to the keeper's book, or None when nothing changed."""
-        bids = self.keeper.book.bids(self.depth)
-        asks = self.keeper.book.asks(self.depth)
-        bid_changes = _changes(self.view[0], bids)
-        ask_changes = _changes(self.view[1], asks)
-        if not bid_changes and not ask_changes:
-            return None
-        chunk = self._encode(
-            snapshot=False, resync=False, bids=bid_changes, asks=ask_changes, time_s=time_s
-        )
-        self.view = (dict(bids), dict(asks))
-        self.sequence += 1
-        return chunk
-
-    def _unencodable(self, exc: Exception, time_s: Decimal | None) -> None:
-        self.unencodable += 1
-        if self._stats is not None:
-            self._stats.unencodable += 1
-        if self.unencodable == 1:  # once per stream; every drop is counted
-            log.warning(
-                "order book %s: update (time %s) cannot be encoded (%s: %s); dropped, the next "
-                "update carries its changes",
-                self.keeper.pair,
-                str(time_s)[:40],
-                type(exc).__name__,
-                str(exc)[:200],
-                exc_info=not isinstance(exc, ValueError | OverflowError | ArithmeticError),
-            )
-
-    def on_book_status(self, state: str, topics: tuple[str, ...]) -> None:
-        payload = enc.status_payload(state, topics)
-        if self.kind:
-            self.delivery.offer_status(enc.subscribe_status_message(payload))
-        else:
-            self.delivery.offer_status(enc.channel_status_message(payload))
-
-    def on_book_refused(self, keeper: BookKeeper, error: GatewayError) -> None:
-        """ALP refused the pair: the stream ends with that error once what is queued is out."""
-        self.delivery.end(error)
+Want = tuple[str, str, Target]  # (hub channel, ALP topic or account, how this stream wants it)
 
 
-def _changes(old: dict[Decimal, Decimal], new: list[Level]) -> list[Level]:
-    """The levels that turn `old` into `new`: changed or added ones, and removed ones at 0."""
-    wanted = dict(new)
-    removed = [(price, ZERO) for price in old if price not in wanted]
-    return removed + [(price, amount) for price, amount in new if old.get(price) != amount]
+class _Plan(NamedTuple):
+    """What one stream RPC asked for, validated: its queue and what feeds it."""
+
+    channel: str  # the Delivery's name
+    policy: Policy
+    wants: list[Want]
+    books: Sequence[tuple[str, int]] = ()  # order books: (pair, depth)
+
+
+def _per_pair(channel: str, policy: Policy, name: str, pairs: list[str]) -> _Plan:
+    """One upstream topic `name.PAIR` per pair, unfiltered."""
+    target = Target(0, None, conflate=policy is Policy.CONFLATE)
+    return _Plan(channel, policy, [(name, f"{name}.{pair}", target) for pair in pairs])
+
+
+def _rpc(
+    plan_of: Callable[[StreamServicer, Any, Context], _Plan],
+) -> Callable[[StreamServicer, Any, Context], AsyncIterator[bytes]]:
+    """A stream RPC from the method that plans it: validation runs on the first read, inside the
+    error barrier; then the plan is served (`_Serving`) and its batches yielded until it ends."""
+
+    async def handler(self: StreamServicer, request: Any, context: Context) -> AsyncIterator[bytes]:
+        async with _Serving(self, plan_of(self, request, context)) as delivery:
+            async for message in delivery.messages():
+                yield message
+
+    handler.__name__ = handler.__qualname__ = plan_of.__name__
+    handler.__doc__ = plan_of.__doc__
+    return handler
 
 
 class StreamServicer:
@@ -194,114 +97,93 @@ class StreamServicer:
         self._keepers: dict[str, BookKeeper] = {}
         self._keeper_refs: dict[str, int] = {}
         self._keeper_lock = asyncio.Lock()
+        self._views = BookViews(hub.stats)
         self._deliveries: set[Delivery] = set()
         self.active_streams = 0
         self.evictions = 0  # streams ended because the consumer was too slow
         self.ended_conflations = 0  # conflations counted by streams that have ended
 
-    # -- per-channel RPCs ----------------------------------------------------------------------
-    async def StreamTickers(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+    # -- the RPCs: each turns its request into a plan, `_serve` runs every plan ------------------
+    @_rpc
+    def StreamTickers(self, request: Any, context: Context) -> _Plan:
         pairs = _pairs(request.pairs, required=False)
-        accept = frozenset(pairs) if pairs else None
-        delivery = self._delivery("tickers", Policy.CONFLATE)
-        target = Target(0, accept, conflate=True)
-        async with self._serving(delivery, [("ticker", "ticker.*", target)]):
-            async for message in delivery.messages():
-                yield message
+        target = Target(0, frozenset(pairs) if pairs else None, conflate=True)
+        return _Plan("tickers", Policy.CONFLATE, [("ticker", "ticker.*", target)])
 
-    async def StreamTrades(self, request: Any, context: Context) -> AsyncIterator[bytes]:
-        pairs = _pairs(request.pairs, required=False)
-        delivery = self._delivery("trades", Policy.LOSSLESS)
+    @_rpc
+    def StreamTrades(self, request: Any, context: Context) -> _Plan:
+        topics = [f"trade.{p}" for p in _pairs(request.pairs, required=False)] or ["trade.*"]
         target = Target(0, None, conflate=False)
-        topics = [f"trade.{p}" for p in pairs] or ["trade.*"]
-        async with self._serving(delivery, [("trade", t, target) for t in topics]):
-            async for message in delivery.messages():
-                yield message
+        return _Plan("trades", Policy.LOSSLESS, [("trade", t, target) for t in topics])
 
-    async def StreamBookDiffs(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+    @_rpc
+    def StreamBookDiffs(self, request: Any, context: Context) -> _Plan:
         pairs = _pairs(request.pairs, required=True)
-        delivery = self._delivery("book_diffs", Policy.LOSSLESS)
-        target = Target(0, None, conflate=False)
-        wants = [("diff", f"diff.{p}", target) for p in pairs]
-        async with self._serving(delivery, wants):
-            async for message in delivery.messages():
-                yield message
+        return _per_pair("book_diffs", Policy.LOSSLESS, "diff", pairs)
 
-    async def StreamDepth(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+    @_rpc
+    def StreamDepth(self, request: Any, context: Context) -> _Plan:
         pairs = _pairs(request.pairs, required=True)
-        delivery = self._delivery("depth", Policy.CONFLATE)
-        target = Target(0, None, conflate=True)
-        wants = [("market_depth", f"market_depth.{p}", target) for p in pairs]
-        async with self._serving(delivery, wants):
-            async for message in delivery.messages():
-                yield message
+        return _per_pair("depth", Policy.CONFLATE, "market_depth", pairs)
 
-    async def StreamOrderUpdates(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+    @_rpc
+    def StreamOrderUpdates(self, request: Any, context: Context) -> _Plan:
         pairs = _pairs(request.pairs, required=False)
-        account = self._upstream.account(metadata_value(context, ACCOUNT_HEADER)).name
-        delivery = self._delivery("order_updates", Policy.LOSSLESS)
-        target = Target(0, frozenset(pairs) if pairs else None, conflate=False)
-        async with self._serving(delivery, [("order", account, target)]):
-            async for message in delivery.messages():
-                yield message
+        return self._private("order_updates", "order", context, pairs)
 
-    async def StreamWalletUpdates(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+    @_rpc
+    def StreamWalletUpdates(self, request: Any, context: Context) -> _Plan:
         currencies = list(request.currencies)
         for index, code in enumerate(currencies):
             if not (code.isascii() and code.isalnum() and code.isupper() and len(code) <= 16):
                 raise ValidationError(f"currencies[{index}]", "must be an upper-case currency code")
-        account = self._upstream.account(metadata_value(context, ACCOUNT_HEADER)).name
-        delivery = self._delivery("wallet_updates", Policy.LOSSLESS)
-        target = Target(0, frozenset(currencies) if currencies else None, conflate=False)
-        async with self._serving(delivery, [("wallet", account, target)]):
-            async for message in delivery.messages():
-                yield message
+        return self._private("wallet_updates", "wallet", context, currencies)
 
-    async def StreamOrderBook(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+    @_rpc
+    def StreamOrderBook(self, request: Any, context: Context) -> _Plan:
         pair = validate_pair(request.pair)
-        depth = _depth(request.depth, "depth")
-        async with self._book(pair) as keeper:
-            stream = BookStream(keeper, depth, self._queue_limit, kind=0, stats=self._hub.stats)
-            keeper.watch(stream)
-            try:
-                stream.start()
-                async with self._serving(stream.delivery, []):
-                    async for message in stream.delivery.messages():
-                        yield message
-            finally:
-                keeper.unwatch(stream)
+        return _Plan("order_book", Policy.RESNAPSHOT, [], [(pair, _depth(request.depth, "depth"))])
 
-    # -- Subscribe ------------------------------------------------------------------------------
-    async def Subscribe(self, request: Any, context: Context) -> AsyncIterator[bytes]:
+    @_rpc
+    def Subscribe(self, request: Any, context: Context) -> _Plan:
         """One PER_TOPIC queue: each topic keeps the policy of its single-topic RPC (tickers and
         depth conflate per pair, books resnapshot, the rest lossless and a lossless overflow ends
         the stream RESOURCE_EXHAUSTED), all in one arrival order."""
         self._authorize_channels(request, context)
         wants, books = self._subscribe_plan(request, context)
-        delivery = self._delivery("subscribe", Policy.PER_TOPIC)
-        async with contextlib.AsyncExitStack() as stack:
-            keepers = [(await stack.enter_async_context(self._book(p)), d) for p, d in books]
-            # No await from here on until every book is started: a book's first update is its
-            # snapshot, and its SUBSCRIBED is told exactly once (forwarded by the keeper, or
-            # here when ALP confirmed before this stream watched).
-            for keeper, depth in keepers:
-                stream = BookStream(
-                    keeper,
-                    depth,
-                    self._queue_limit,
-                    kind=enc.KIND_ORDER_BOOK,
-                    stats=self._hub.stats,
-                )
-                # the book's updates go into the subscriber's one queue, under the book's policy
+        return _Plan("subscribe", Policy.PER_TOPIC, wants, books)
+
+    def _private(self, channel: str, name: str, context: Context, accept: list[str]) -> _Plan:
+        account = self._upstream.account(metadata_value(context, ACCOUNT_HEADER)).name
+        target = Target(0, frozenset(accept) if accept else None, conflate=False)
+        return _Plan(channel, Policy.LOSSLESS, [(name, account, target)])
+
+    def _start_books(
+        self, plan: _Plan, keepers: list[BookKeeper], streams: list[BookStream]
+    ) -> Delivery:
+        """The stream's Delivery with the plan's books started in it (synchronous, so no update
+        comes between a book's snapshot and its first change).
+
+        A RESNAPSHOT plan is one order book streamed through the book's own Delivery; in a
+        PER_TOPIC (Subscribe) plan each book offers through a Lane of the stream's one queue and
+        says SUBSCRIBED exactly once: forwarded by the keeper, or here when ALP confirmed before
+        this stream watched."""
+        subscribe = plan.policy is Policy.PER_TOPIC
+        kind = enc.KIND_ORDER_BOOK if subscribe else 0
+        delivery = None if plan.policy is Policy.RESNAPSHOT else self._delivery(plan)
+        for keeper, (_, depth) in zip(keepers, plan.books, strict=True):
+            stream = self._views.open(keeper, depth, kind, self._queue_limit)
+            streams.append(stream)
+            if delivery is None:
+                delivery = stream.delivery
+            else:  # the book's updates go into the one queue, under the book's policy
                 stream.delivery = Lane(delivery, stream.delivery)
-                keeper.watch(stream)
-                stack.callback(keeper.unwatch, stream)
-                if all(self._feed.is_live(topic) for topic in keeper.topics):
-                    stream.on_book_status("subscribed", keeper.topics)
-                stream.start()
-            async with self._serving(delivery, wants):
-                async for message in delivery.messages():
-                    yield message
+            if subscribe and all(self._feed.is_live(topic) for topic in keeper.topics):
+                stream.status("subscribed", keeper.topics)
+            stream.start()
+        if delivery is None:
+            raise ValueError("a RESNAPSHOT plan streams one order book")
+        return delivery
 
     def _authorize_channels(self, request: Any, context: Context) -> None:
         """Every requested channel must be granted by the table before anything is subscribed."""
@@ -317,7 +199,7 @@ class StreamServicer:
 
     def _subscribe_plan(
         self, request: Any, context: Context
-    ) -> tuple[list[tuple[str, str, Target]], list[tuple[str, int]]]:
+    ) -> tuple[list[Want], list[tuple[str, int]]]:
         topics = list(request.topics)
         if not topics:
             raise ValidationError("topics", "at least one topic is required")
@@ -378,14 +260,11 @@ class StreamServicer:
         return [(name, upstream, target) for (name, upstream), target in wants.items()], books
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _delivery(self, channel: str, policy: Policy) -> Delivery:
-        skipped = enc.SKIPPED_FIELD if policy is Policy.CONFLATE else 0
-        if policy is Policy.PER_TOPIC:
+    def _delivery(self, plan: _Plan) -> Delivery:
+        skipped = enc.SKIPPED_FIELD if plan.policy is Policy.CONFLATE else 0
+        if plan.policy is Policy.PER_TOPIC:
             skipped = enc.SUBSCRIBE_SKIPPED_FIELD
-        return Delivery(channel, policy, limit=self._queue_limit, skipped_field=skipped)
-
-    def _serving(self, delivery: Delivery, wants: list[tuple[str, str, Target]]) -> _Serving:
-        return _Serving(self, delivery, wants)
+        return Delivery(plan.channel, plan.policy, limit=self._queue_limit, skipped_field=skipped)
 
     def deliveries(self) -> tuple[Delivery, ...]:
         return tuple(self._deliveries)
@@ -394,9 +273,6 @@ class StreamServicer:
         """Drain: every open stream ends with `reason` after what is already queued."""
         for delivery in tuple(self._deliveries):
             delivery.end(reason)
-
-    def _book(self, pair: str) -> Any:
-        return _KeeperLease(self, pair)
 
     async def _acquire_keeper(self, pair: str) -> BookKeeper:
         async with self._keeper_lock:
@@ -431,46 +307,55 @@ class StreamServicer:
 
 
 class _Serving:
-    """One open stream's lifetime: attached to its topics, counted, detached on any exit.
+    """One open stream's lifetime: its books leased and started, attached to its topics, counted;
+    everything given back in reverse on any exit.
 
     A plain class rather than a generator-based context manager: every open stream holds one, and
     generator frames are what makes idle streams expensive."""
 
-    __slots__ = ("_delivery", "_servicer", "_wants")
+    __slots__ = ("_delivery", "_keepers", "_plan", "_servicer", "_streams")
 
-    def __init__(
-        self, servicer: StreamServicer, delivery: Delivery, wants: list[tuple[str, str, Target]]
-    ) -> None:
+    def __init__(self, servicer: StreamServicer, plan: _Plan) -> None:
         self._servicer = servicer
-        self._delivery = delivery
-        self._wants = wants
+        self._plan = plan
+        self._keepers: list[BookKeeper] = []
+        self._streams: list[BookStream] = []
+        self._delivery: Delivery | None = None
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> Delivery:
         servicer = self._servicer
-        await servicer._hub.join_all(self._delivery, self._wants)
+        try:
+            for pair, _ in self._plan.books:
+                self._keepers.append(await servicer._acquire_keeper(pair))
+            delivery = servicer._start_books(self._plan, self._keepers, self._streams)
+            await servicer._hub.join_all(delivery, self._plan.wants)
+        except BaseException:
+            await self._give_back_books()
+            raise
+        self._delivery = delivery
         servicer.active_streams += 1
-        servicer._deliveries.add(self._delivery)
+        servicer._deliveries.add(delivery)
+        return delivery
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        servicer = self._servicer
+        servicer, delivery = self._servicer, self._delivery
+        assert delivery is not None  # set by __aenter__
         if exc_type is SlowConsumer:
             servicer.evictions += 1
         servicer.active_streams -= 1
-        servicer.ended_conflations += self._delivery.conflated
-        servicer._deliveries.discard(self._delivery)
-        await servicer._hub.leave_all(self._delivery, self._wants)
+        servicer.ended_conflations += delivery.conflated
+        servicer._deliveries.discard(delivery)
+        try:
+            await servicer._hub.leave_all(delivery, self._plan.wants)
+        finally:
+            await self._give_back_books()
 
-
-class _KeeperLease:
-    def __init__(self, servicer: StreamServicer, pair: str) -> None:
-        self._servicer = servicer
-        self._pair = pair
-
-    async def __aenter__(self) -> BookKeeper:
-        return await self._servicer._acquire_keeper(self._pair)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._servicer._release_keeper(self._pair)
+    async def _give_back_books(self) -> None:
+        for stream in self._streams:
+            self._servicer._views.close(stream)
+        self._streams.clear()
+        while self._keepers:
+            await self._servicer._release_keeper(self._keepers.pop().pair)
 
 
 def _merged(a: Target, b: Target) -> Target:

@@ -10,7 +10,7 @@ from alp.v3 import common_pb2, stream_pb2
 from gateway.core import constants, ws_events
 from gateway.rpc import convert
 from gateway.rpc.convert import dec, timestamp
-from gateway.rpc.wire import length_delimited
+from gateway.rpc.wire import length_delimited, uint_field
 
 # Field numbers of the stream responses (stream.proto): events, status, skipped.
 EVENTS_FIELD: Final = 1
@@ -27,6 +27,9 @@ KIND_ORDER_BOOK: Final = 5
 KIND_ORDER: Final = 6
 KIND_WALLET: Final = 7
 KIND_STATUS: Final = 8
+# OrderBookUpdate.pair and .sequence: written by hand around the shared body (book_update).
+BOOK_PAIR_FIELD: Final = 1
+BOOK_SEQUENCE_FIELD: Final = 2
 # The SubscribeEvent oneof as this module writes it: member name -> field number. The numbers are
 # written by hand (subscribe_chunk), so a test holds this table to the generated descriptor.
 SUBSCRIBE_KINDS: Final = {
@@ -183,6 +186,30 @@ def wallet_update(event: ws_events.WalletUpdate) -> bytes:
     return message.SerializeToString()
 
 
+def book_update_head(pair: str) -> bytes:
+    """OrderBookUpdate.pair (field 1) as it opens the message."""
+    return length_delimited(BOOK_PAIR_FIELD, pair.encode())
+
+
+def book_update_body(
+    *,
+    snapshot: bool,
+    resync: bool,
+    bids: list[tuple[Decimal, Decimal]],
+    asks: list[tuple[Decimal, Decimal]],
+    time_s: Decimal | None,
+) -> bytes:
+    """OrderBookUpdate fields 3-7, the part every consumer of a book shares: after the head and
+    the consumer's own sequence it makes the whole message in field order (book_stream)."""
+    return stream_pb2.OrderBookUpdate(
+        snapshot=snapshot,
+        resync=resync,
+        bids=_levels(bids),
+        asks=_levels(asks),
+        time=timestamp(time_s) if time_s is not None else None,
+    ).SerializeToString()
+
+
 def book_update(
     pair: str,
     sequence: int,
@@ -193,12 +220,6 @@ def book_update(
     asks: list[tuple[Decimal, Decimal]],
     time_s: Decimal | None,
 ) -> bytes:
-    return stream_pb2.OrderBookUpdate(
-        pair=pair,
-        sequence=sequence,
-        snapshot=snapshot,
-        resync=resync,
-        bids=_levels(bids),
-        asks=_levels(asks),
-        time=timestamp(time_s) if time_s is not None else None,
-    ).SerializeToString()
+    """One whole OrderBookUpdate, assembled as book streams assemble theirs."""
+    body = book_update_body(snapshot=snapshot, resync=resync, bids=bids, asks=asks, time_s=time_s)
+    return book_update_head(pair) + uint_field(BOOK_SEQUENCE_FIELD, sequence) + body
