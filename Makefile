@@ -59,7 +59,7 @@ polyglot-deps:
 
 ## The fast inner loop (under a minute): everything but slow and polyglot tests.
 unit: venv
-	$(BIN)/python -m pytest -m "not slow and not polyglot"
+	$(BIN)/python -m pytest -m "not slow and not polyglot" -n 3
 
 ## Every test, slow and polyglot included; what `make test` runs.
 pytest-all: venv

@@ -311,6 +311,7 @@ class Gateway:
                     settings,
                     upstream.account(account).tokens,
                     linger_s=config.settings.ws.linger_s,
+                    auth_grace_s=config.settings.ws.auth_grace_s,
                     supervisor=self.supervisor,
                 )
                 self.private_feeds[account] = feed

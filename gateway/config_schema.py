@@ -82,6 +82,10 @@ class Ws(Section):
     reconnect_base_s: PositiveSeconds = Field(0.25, description="first reconnect backoff ceiling")
     reconnect_cap_s: PositiveSeconds = Field(15.0, description="largest reconnect backoff")
     connect_timeout_s: PositiveSeconds = Field(10.0, description="WebSocket handshake timeout")
+    auth_grace_s: PositiveSeconds = Field(
+        1.0,
+        description="a private login ALP has not refused this long counts as accepted (ALP sends no ack)",
+    )
     max_frame_bytes: int = Field(800, ge=64, description="largest frame sent upstream")
 
 

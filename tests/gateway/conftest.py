@@ -31,6 +31,7 @@ def gateway_config(sandbox: Sandbox, **overrides: Any) -> GatewayConfig:
         "ws__linger_s": 0.05,
         "ws__reconnect_base_s": 0.05,
         "ws__reconnect_cap_s": 0.2,
+        "ws__auth_grace_s": 0.2,
         "accounts__default": "demo",
         "callers__dev_mode": True,
         "audit__path": "",

@@ -30,6 +30,7 @@ def busiest(sandbox: Sandbox, prefix: str, window: float = 1.0) -> int:
     return best
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gateway_overrides", [{"upstream__private_rps": 10.0}])
 async def test_concurrent_private_calls_draw_no_429_from_a_sliding_window_alp(
     channel: grpc.aio.Channel, sandbox: Sandbox, gateway_overrides: dict[str, Any]
@@ -70,6 +71,7 @@ async def test_reads_cannot_starve_an_order(
     await asyncio.gather(*readers, return_exceptions=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gateway_overrides", [{"upstream__private_rps": 2.0}])
 async def test_after_a_429_the_queue_resumes_paced(
     channel: grpc.aio.Channel, sandbox: Sandbox, gateway_overrides: dict[str, Any]

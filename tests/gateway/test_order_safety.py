@@ -94,7 +94,7 @@ async def warm(stub: Any) -> None:
 @pytest.mark.parametrize(
     "faults,expect",
     [
-        ({"delay_after_s": 4.0}, {"OK"}),  # applied, answer late
+        pytest.param({"delay_after_s": 4.0}, {"OK"}, marks=pytest.mark.slow),  # answer late
         ({"error_rate": 1.0, "error_status": 500, "error_after_apply": True}, {"OK"}),
         ({"error_rate": 1.0, "error_status": 503, "error_after_apply": True}, {"OK"}),
         ({"reset_after_apply": True}, {"OK"}),
@@ -133,6 +133,7 @@ async def test_fault_matrix_single_order(
     assert len(upstream_orders(sandbox, "20001")) == 1
 
 
+@pytest.mark.slow
 async def test_late_apply_is_unknown_then_found_by_the_retry(
     channel: grpc.aio.Channel, sandbox: Sandbox, gateway: Gateway
 ) -> None:
@@ -200,6 +201,7 @@ async def test_a_request_refused_by_validation_stores_nothing(
 
 
 @pytest.mark.parametrize("gateway_overrides", [{"upstream__private_rps": 2.0}])
+@pytest.mark.slow
 async def test_reconciliation_under_rate_pressure_never_says_rate_limited_for_real_orders(
     channel: grpc.aio.Channel, sandbox: Sandbox, gateway_overrides: dict[str, Any]
 ) -> None:
@@ -231,6 +233,7 @@ async def test_reconciliation_under_rate_pressure_never_says_rate_limited_for_re
     assert sandbox.stats.rate_limited == 0  # the gateway kept within ALP's window
 
 
+@pytest.mark.slow
 async def test_drain_answers_cut_orders_as_unknown_and_audits_them(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
