@@ -2,13 +2,12 @@
 # ALP gRPC gateway: multi-stage, slim, non-root. Same entry point as the README (`alp-gateway serve`).
 
 FROM python:3.11-slim AS build
-WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-COPY pyproject.toml README.md ./
-COPY gateway ./gateway
-COPY generated ./generated
+# A wheelhouse built beside the Dockerfile (scripts/build_image.sh: `pip wheel . -w wheels`): the
+# image installs exactly the wheels the tests ran, offline, with no compiler in the image.
+COPY wheels /wheels
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir .
+    && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels alp-gateway
 
 FROM python:3.11-slim AS runtime
 RUN groupadd --system --gid 10001 gateway \
