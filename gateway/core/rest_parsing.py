@@ -244,20 +244,21 @@ def parse_accounts(payload: object) -> list[models.Account]:
     )
 
 
+def _wallet_row(r: _Row) -> dict[str, Any]:
+    """The fields a balance and an activity entry share (an entry is a balance plus op_type)."""
+    return {
+        "balance": r.dec("balance"),
+        "reserve": r.opt_dec("reserve") or Decimal(0),
+        "currency": r.text("currency"),
+        "wallet_type": constants.normalize_wallet_type(r.data.get("wallet_type")),
+        "wallet_type_raw": r.raw("wallet_type"),
+        "last_update_at": r.time("last_update_at"),
+        "account_id": r.opt_integer("account_id"),
+    }
+
+
 def parse_balances(payload: object) -> list[models.Balance]:
-    return _rows(
-        "GET /accounts/balances",
-        payload,
-        lambda r: models.Balance(
-            balance=r.dec("balance"),
-            reserve=r.opt_dec("reserve") or Decimal(0),
-            currency=r.text("currency"),
-            wallet_type=constants.normalize_wallet_type(r.data.get("wallet_type")),
-            wallet_type_raw=r.raw("wallet_type"),
-            last_update_at=r.time("last_update_at"),
-            account_id=r.opt_integer("account_id"),
-        ),
-    )
+    return _rows("GET /accounts/balances", payload, lambda r: models.Balance(**_wallet_row(r)))
 
 
 def _fee_rule(r: _Row) -> models.FeeRule:
@@ -343,16 +344,7 @@ def parse_activity(payload: object) -> list[models.Activity]:
     return _rows(
         "GET /accounts/activity",
         payload,
-        lambda r: models.Activity(
-            balance=r.dec("balance"),
-            reserve=r.opt_dec("reserve") or Decimal(0),
-            currency=r.text("currency"),
-            wallet_type=constants.normalize_wallet_type(r.data.get("wallet_type")),
-            wallet_type_raw=r.raw("wallet_type"),
-            last_update_at=r.time("last_update_at"),
-            account_id=r.opt_integer("account_id"),
-            op_type=r.opt_integer("op_type"),
-        ),
+        lambda r: models.Activity(**_wallet_row(r), op_type=r.opt_integer("op_type")),
     )
 
 

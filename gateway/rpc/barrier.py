@@ -106,60 +106,18 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
 
     def _wrap_unary(self, method: str, inner: Any) -> Any:
         async def behavior(request: Any, context: Context) -> Any:
-            request_id, where = self._begin(method, UNARY, context)
-            started = time.perf_counter()
-            code = "OK"
-            try:
-                if self._gate is not None:
-                    self._gate(method, context)
-                if request is _UNDECODABLE:
-                    await _abort(context, _UNDECODABLE_STATUS, request_id)
+            async with _Call(self, method, UNARY, context) as call:
+                await call.admit(request)
                 return await inner(request, context)
-            except grpc.aio.AbortError:
-                code = _code_name(context)
-                raise
-            except asyncio.CancelledError:
-                code = "CANCELLED"
-                raise
-            except GatewayError as exc:
-                mapped = map_error(exc)
-                code = mapped.code.name
-                await _abort(context, mapped, request_id)
-            except Exception as exc:
-                code = _unexpected(exc, context, method, request_id)
-                await _abort(context, _internal(request_id), request_id)
-            finally:
-                self._finish(method, UNARY, code, started, request_id, where)
 
         return behavior
 
     def _wrap_stream(self, method: str, inner: Any) -> Any:
         async def behavior(request: Any, context: Context) -> AsyncIterator[Any]:
-            request_id, where = self._begin(method, SERVER_STREAM, context)
-            started = time.perf_counter()
-            code = "OK"
-            try:
-                if self._gate is not None:
-                    self._gate(method, context)
-                if request is _UNDECODABLE:
-                    await _abort(context, _UNDECODABLE_STATUS, request_id)
+            async with _Call(self, method, SERVER_STREAM, context) as call:
+                await call.admit(request)
                 async for item in inner(request, context):
                     yield item
-            except grpc.aio.AbortError:
-                code = _code_name(context)
-                raise
-            except asyncio.CancelledError:
-                code = "CANCELLED"
-                raise
-            except GatewayError as exc:
-                mapped = map_error(exc)
-                code = mapped.code.name
-                await _abort(context, mapped, request_id)
-            except Exception as exc:
-                code = _unexpected(exc, context, method, request_id)
-                await _abort(context, _internal(request_id), request_id)
-            finally:
-                self._finish(method, SERVER_STREAM, code, started, request_id, where)
 
         return behavior
 
@@ -167,30 +125,9 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
         """A server-streaming handler that writes with context.write and returns None."""
 
         async def behavior(request: Any, context: Context) -> None:
-            request_id, where = self._begin(method, SERVER_STREAM, context)
-            started = time.perf_counter()
-            code = "OK"
-            try:
-                if self._gate is not None:
-                    self._gate(method, context)
-                if request is _UNDECODABLE:
-                    await _abort(context, _UNDECODABLE_STATUS, request_id)
+            async with _Call(self, method, SERVER_STREAM, context) as call:
+                await call.admit(request)
                 await inner(request, context)
-            except grpc.aio.AbortError:
-                code = _code_name(context)
-                raise
-            except asyncio.CancelledError:
-                code = "CANCELLED"
-                raise
-            except GatewayError as exc:
-                mapped = map_error(exc)
-                code = mapped.code.name
-                await _abort(context, mapped, request_id)
-            except Exception as exc:
-                code = _unexpected(exc, context, method, request_id)
-                await _abort(context, _internal(request_id), request_id)
-            finally:
-                self._finish(method, SERVER_STREAM, code, started, request_id, where)
 
         return behavior
 
@@ -235,6 +172,69 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
         )
         if self._observer is not None:
             self._observer.rpc_handled(method, kind, code, elapsed)
+
+
+class _Call:
+    """One call inside the barrier, whatever its kind: request id and access-log fields taken at
+    the start; inside, the gate and the request's decoding checked first (`admit`); on the way out
+    every exception mapped to a status (the caller's cancellation and grpc's own aborts pass
+    through), and the access line written and the observer told however it ended."""
+
+    __slots__ = (
+        "_barrier",
+        "_code",
+        "_context",
+        "_kind",
+        "_method",
+        "_request_id",
+        "_started",
+        "_where",
+    )
+
+    def __init__(self, barrier: ErrorBarrier, method: str, kind: str, context: Context) -> None:
+        self._barrier = barrier
+        self._method = method
+        self._kind = kind
+        self._context = context
+        self._code = "OK"
+        self._request_id = ""
+        self._started = 0.0
+        self._where = ("", "")
+
+    async def __aenter__(self) -> _Call:
+        self._request_id, self._where = self._barrier._begin(
+            self._method, self._kind, self._context
+        )
+        self._started = time.perf_counter()
+        return self
+
+    async def admit(self, request: Any) -> None:
+        gate = self._barrier._gate
+        if gate is not None:
+            gate(self._method, self._context)
+        if request is _UNDECODABLE:
+            await _abort(self._context, _UNDECODABLE_STATUS, self._request_id)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, _: object
+    ) -> None:
+        context, request_id = self._context, self._request_id
+        try:
+            if isinstance(exc, grpc.aio.AbortError):
+                self._code = _code_name(context)
+            elif isinstance(exc, asyncio.CancelledError):
+                self._code = "CANCELLED"
+            elif isinstance(exc, GatewayError):
+                mapped = map_error(exc)
+                self._code = mapped.code.name
+                await _abort(context, mapped, request_id)
+            elif isinstance(exc, Exception):
+                self._code = _unexpected(exc, context, self._method, request_id)
+                await _abort(context, _internal(request_id), request_id)
+        finally:
+            self._barrier._finish(
+                self._method, self._kind, self._code, self._started, request_id, self._where
+            )
 
 
 def _tolerant(

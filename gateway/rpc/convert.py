@@ -192,17 +192,21 @@ def account(a: models.Account) -> account_pb2.Account:
     return message
 
 
+def _wallet_row(w: models.Balance | models.Activity) -> dict[str, Any]:
+    """The fields a Balance and an Activity entry share."""
+    return {
+        "currency": w.currency,
+        "wallet_type": enum_value(WALLET, w.wallet_type),
+        "wallet_type_raw": w.wallet_type_raw,
+        "balance": dec(w.balance),
+        "reserve": dec(w.reserve),
+        "last_update_at": timestamp(w.last_update_at),
+        "account_id": w.account_id or 0,
+    }
+
+
 def balance(b: models.Balance) -> account_pb2.Balance:
-    return account_pb2.Balance(
-        currency=b.currency,
-        wallet_type=enum_value(WALLET, b.wallet_type),
-        wallet_type_raw=b.wallet_type_raw,
-        balance=dec(b.balance),
-        reserve=dec(b.reserve),
-        available=dec(b.balance - b.reserve),
-        last_update_at=timestamp(b.last_update_at),
-        account_id=b.account_id or 0,
-    )
+    return account_pb2.Balance(**_wallet_row(b), available=dec(b.balance - b.reserve))
 
 
 def fee_rule(f: models.FeeRule) -> account_pb2.FeeRule:
@@ -274,16 +278,7 @@ def account_trade(t: models.AccountTrade) -> account_pb2.AccountTrade:
 
 
 def activity(a: models.Activity) -> account_pb2.Activity:
-    return account_pb2.Activity(
-        balance=dec(a.balance),
-        reserve=dec(a.reserve),
-        currency=a.currency,
-        wallet_type=enum_value(WALLET, a.wallet_type),
-        wallet_type_raw=a.wallet_type_raw,
-        last_update_at=timestamp(a.last_update_at),
-        account_id=a.account_id or 0,
-        op_type=a.op_type or 0,
-    )
+    return account_pb2.Activity(**_wallet_row(a), op_type=a.op_type or 0)
 
 
 def cancel_outcome(o: models.CancelOutcome) -> trading_pb2.CancelOutcome:

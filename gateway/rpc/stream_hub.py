@@ -74,8 +74,7 @@ class TopicChannel:
         self.stats = stats if stats is not None else DropStats()
         self._max_event_bytes = max_message_bytes - EVENT_OVERHEAD_BYTES
         self._batch_bytes = min(MAX_MESSAGE_BYTES, self._max_event_bytes)
-        self._logged_unencodable = False
-        self._logged_oversize = False
+        self._logged: set[str] = set()  # drop reasons already logged for this topic
         self.targets: dict[Delivery, Target] = {}
         # Unfiltered lossless consumers are served per burst: the events of one upstream burst are
         # encoded once, joined once per wire form, and offered once to each such consumer.
@@ -189,31 +188,29 @@ class TopicChannel:
             payload = self._encoder(item)
         except Exception as exc:  # ValueError/TypeError/OverflowError from protobuf, any bug
             self.stats.unencodable += 1
-            if not self._logged_unencodable:
-                self._logged_unencodable = True
-                log.warning(
-                    "stream %s: %s event cannot be encoded (%s: %s); dropped, the socket is kept "
-                    "(logged once per topic; every drop is counted)",
-                    topic,
-                    type(item).__name__,
-                    type(exc).__name__,
-                    str(exc)[:200],
-                )
+            error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            why = f"cannot be encoded ({error}); dropped, the socket is kept"
+            self._log_drop("unencodable", topic, item, why)
             return None
         if len(payload) > self._max_event_bytes:
             self.stats.oversize += 1
-            if not self._logged_oversize:
-                self._logged_oversize = True
-                log.warning(
-                    "stream %s: %s event of %d bytes exceeds the message cap of %d; dropped "
-                    "(logged once per topic; every drop is counted)",
-                    topic,
-                    type(item).__name__,
-                    len(payload),
-                    self._max_event_bytes + EVENT_OVERHEAD_BYTES,
-                )
+            cap = self._max_event_bytes + EVENT_OVERHEAD_BYTES
+            why = f"of {len(payload)} bytes exceeds the message cap of {cap}; dropped"
+            self._log_drop("oversize", topic, item, why)
             return None
         return payload
+
+    def _log_drop(self, reason: str, topic: str, item: Any, why: str) -> None:
+        """The first drop of each reason on this topic is logged; every one is counted."""
+        if reason in self._logged:
+            return
+        self._logged.add(reason)
+        log.warning(
+            "stream %s: %s event %s (logged once per topic; every drop is counted)",
+            topic,
+            type(item).__name__,
+            why,
+        )
 
     def on_status(self, state: str, topics: tuple[str, ...]) -> None:
         self.flush()  # events before the status stay before it

@@ -171,15 +171,7 @@ def account_trade(t: AccountTrade) -> dict[str, Any]:
 
 
 def activity(a: Activity) -> dict[str, Any]:
-    return {
-        "balance": a.balance,
-        "reserve": a.reserve,
-        "currency": a.currency,
-        "wallet_type": wallet(a.wallet_type),
-        "last_update_at": iso(a.last_update_at),
-        "account_id": a.account_id,
-        "op_type": a.op_type,
-    }
+    return {**balance(a), "op_type": a.op_type}
 
 
 def _s(value: Decimal | None) -> str:

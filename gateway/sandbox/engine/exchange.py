@@ -526,37 +526,27 @@ class Exchange:
         self._order_event(order, now)
 
     def _lock(self, order: Order, amount: Decimal, now: float) -> None:
-        wallet = self._wallet(order.account_id, order.reserve_currency, order.wallet_type)
-        wallet.reserve += amount
-        wallet.last_update_at = now
-        self._record(
-            order.account_id,
-            order.reserve_currency,
-            order.wallet_type,
-            Decimal(0),
-            amount,
-            OP_RESERVE,
-            now,
-        )
-        self._wallet_event(order.account_id, order.reserve_currency, order.wallet_type, now)
+        self._move_reserve(order, amount, OP_RESERVE, now)
 
     def _release(self, order: Order, now: float) -> None:
         if order.reserved == 0:
             return
-        wallet = self._wallet(order.account_id, order.reserve_currency, order.wallet_type)
-        wallet.reserve -= order.reserved
-        wallet.last_update_at = now
-        self._record(
+        released, order.reserved = order.reserved, Decimal(0)
+        self._move_reserve(order, -released, OP_RELEASE, now)
+
+    def _move_reserve(self, order: Order, amount: Decimal, op_type: int, now: float) -> None:
+        """`amount` into (negative: out of) the reserve of the order's wallet: recorded as the
+        account's activity and published as a wallet event."""
+        account_id, currency, wallet_type = (
             order.account_id,
             order.reserve_currency,
             order.wallet_type,
-            Decimal(0),
-            -order.reserved,
-            OP_RELEASE,
-            now,
         )
-        order.reserved = Decimal(0)
-        self._wallet_event(order.account_id, order.reserve_currency, order.wallet_type, now)
+        wallet = self._wallet(account_id, currency, wallet_type)
+        wallet.reserve += amount
+        wallet.last_update_at = now
+        self._record(account_id, currency, wallet_type, Decimal(0), amount, op_type, now)
+        self._wallet_event(account_id, currency, wallet_type, now)
 
     def _maybe_trigger(self, pair: str, now: float) -> None:
         last = self.market.last_price(pair)

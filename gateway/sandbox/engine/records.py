@@ -114,13 +114,10 @@ class Balance:
 
 
 @dataclass(frozen=True)
-class Activity:
-    balance: Decimal
-    reserve: Decimal
-    currency: str
-    wallet_type: str
-    last_update_at: float
-    account_id: int
+class Activity(Balance):
+    """An entry of the account's activity: ALP gives it a balance row's fields (here the change
+    of balance and reserve) plus the kind of operation."""
+
     op_type: int
 
 
