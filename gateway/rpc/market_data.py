@@ -49,12 +49,8 @@ class MarketDataServicer(UnaryServicerBase, market_data_pb2_grpc.MarketDataServi
     async def ListPairs(
         self, request: pb.ListPairsRequest, context: Context
     ) -> pb.ListPairsResponse:
-        currency1 = (
-            _currency(request.currency1, "currency1") if request.HasField("currency1") else None
-        )
-        currency2 = (
-            _currency(request.currency2, "currency2") if request.HasField("currency2") else None
-        )
+        currency1 = _optional_currency(request, "currency1")
+        currency2 = _optional_currency(request, "currency2")
         payload = await self._get(
             rest_requests.pairs(currency1=currency1, currency2=currency2), context
         )
@@ -110,5 +106,8 @@ class MarketDataServicer(UnaryServicerBase, market_data_pb2_grpc.MarketDataServi
         )
 
 
-def _currency(value: str, field: str) -> str:
-    return convert.currency_code(value, field)
+def _optional_currency(request: Any, field: str) -> str | None:
+    """A proto3 `optional` currency filter: None when unset, else a valid code."""
+    return (
+        convert.currency_code(getattr(request, field), field) if request.HasField(field) else None
+    )
