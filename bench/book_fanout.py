@@ -10,6 +10,9 @@ depth 20 to N consumers held by client processes (`--role client`), which apply 
 each stream's sequence, and measure deliveries/s and frame -> receipt latency (the oldest timed update
 of each received message). The gateway's CPU time over the measurement window is read from /proc.
 
+Before the network runs, `--role micro` measures each tree's work per snapshot in-process (a keeper
+publishing to N streams whose Deliveries nobody reads: compare, encode, offer; no gRPC).
+
 Same-run baseline: `--before` and `--after` are git revisions extracted with `git archive` into
 /tmp/book-fanout-<rev>-<pid> and run from there (nothing in the working tree is touched). By default
 `--before` is the parent of the commit that introduced gateway/rpc/book_stream.py (the last
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import random
@@ -215,6 +219,68 @@ async def client_main(target: str, streams: int, per_channel: int, duration: flo
         await channel.close(None)
 
 
+# -- in-process: the gateway's work per snapshot alone (own process per tree) ---------------------
+def micro_main(streams: int, snapshots: int = 200) -> None:
+    """Median CPU time of one keeper publish to `streams` consumers whose Deliveries nobody reads:
+    the compare, encode and offer work, without gRPC. Runs whichever tree is on sys.path."""
+    from decimal import Decimal
+
+    from gateway.core import ws_events
+    from gateway.exchange.book_keeper import BookKeeper
+    from gateway.rpc.stream_hub import DropStats
+
+    book = Book()
+    keeper = BookKeeper(PAIR, None, None)  # type: ignore[arg-type]  # never started
+
+    def depth(ts: int) -> ws_events.Depth:
+        def side(levels: list[tuple[str, str]]) -> tuple[tuple[Decimal, Decimal], ...]:
+            return tuple((Decimal(p), Decimal(a)) for p, a in levels)
+
+        asks, bids = side(book.levels(book.asks)), side(book.levels(book.bids))
+        return ws_events.Depth(Decimal(ts), PAIR, asks, bids, None, None)
+
+    keeper.on_event(f"market_depth.{PAIR}", depth(1))
+    try:
+        from gateway.rpc.book_stream import BookViews  # the shared view
+    except ImportError:  # the per-consumer BookStream of stream.py
+        per_consumer: Any = importlib.import_module("gateway.rpc.stream").BookStream
+        opened = [
+            per_consumer(keeper, LEVELS, 10**9, kind=0, stats=DropStats()) for _ in range(streams)
+        ]
+        for stream in opened:
+            keeper.watch(stream)
+    else:
+        views = BookViews(DropStats())
+        opened = [views.open(keeper, LEVELS, 0, 10**9) for _ in range(streams)]
+    for stream in opened:
+        stream.start()
+    times = []
+    for step in range(snapshots):
+        book.step()
+        event = depth(1767225600 + step)
+        began = time.process_time()
+        keeper.on_event(f"market_depth.{PAIR}", event)
+        times.append(time.process_time() - began)
+    print(json.dumps({"publish_ms": percentile(times, 50) * 1000}), flush=True)
+
+
+def micro(tree: Path, streams: int) -> float:
+    """`micro_main` in its own process on `tree`'s gateway (extract() put this bench in it)."""
+    out = subprocess.run(
+        [PY, "-P", "-m", "bench.book_fanout", "--role", "micro", "--streams", str(streams)],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=f"{tree}:{tree / 'generated'}"),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["publish_ms"])
+
+
+async def _in_loop(function: Any, *args: Any) -> None:
+    function(*args)
+
+
 # -- the driver -----------------------------------------------------------------------------------
 def _git(*args: str) -> str:
     return subprocess.run(
@@ -232,6 +298,10 @@ def extract(rev: str) -> Path:
             ["git", "archive", "--format=tar", sha], cwd=ROOT, check=True, capture_output=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+        shutil.rmtree(where / "bench")  # this benchmark, whatever the revision had
+        shutil.copytree(
+            ROOT / "bench", where / "bench", ignore=shutil.ignore_patterns("__pycache__")
+        )
     return where
 
 
@@ -330,7 +400,9 @@ def run(tree: Path, streams: int, rate: float, duration: float) -> dict[str, Any
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--role", choices=["driver", "upstream", "client"], default="driver")
+    parser.add_argument(
+        "--role", choices=["driver", "upstream", "client", "micro"], default="driver"
+    )
     parser.add_argument("--rate", type=float, default=10.0, help="upstream: snapshots per second")
     parser.add_argument("--target", default="")
     parser.add_argument("--streams", type=int, default=1000)
@@ -345,6 +417,9 @@ def main() -> None:
         import uvloop
 
         uvloop.run(upstream_main(args.rate))
+        return
+    if args.role == "micro":
+        asyncio.run(_in_loop(micro_main, args.streams))  # the keeper wants a running loop
         return
     if args.role == "client":
         import uvloop
@@ -362,6 +437,9 @@ def main() -> None:
     }
     rows: list[tuple[str, dict[str, Any]]] = []
     try:
+        work = {name: micro(tree, args.streams) for name, (_, tree) in trees.items()}
+        for name, ms in work.items():
+            print(f"{name}: one snapshot to {args.streams} consumers = {ms:.2f} ms CPU", flush=True)
         for rate in [float(r) for r in args.rates.split(",")]:
             for repeat in range(args.repeats):
                 for name, (_, tree) in trees.items():
@@ -374,6 +452,11 @@ def main() -> None:
     print(
         f"\nmachine: {machine()}; upstream, gateway and client processes separate; "
         f"before = {trees['before'][0]} (per-consumer), after = {trees['after'][0]} (shared view)\n"
+    )
+    print(
+        "in-process, median of 200 snapshots (compare + encode + offer, no gRPC): "
+        + ", ".join(f"{name} {ms:.2f} ms" for name, ms in work.items())
+        + f" per snapshot to {args.streams} consumers\n"
     )
     print(
         "| code | N | snapshots/s | offered deliveries/s | delivered/s | msgs/s | updates/msg | "
