@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 from alp.v3 import common_pb2, stream_pb2
 
@@ -210,16 +210,11 @@ def book_update_body(
     ).SerializeToString()
 
 
-def book_update(
-    pair: str,
-    sequence: int,
-    *,
-    snapshot: bool,
-    resync: bool,
-    bids: list[tuple[Decimal, Decimal]],
-    asks: list[tuple[Decimal, Decimal]],
-    time_s: Decimal | None,
-) -> bytes:
-    """One whole OrderBookUpdate, assembled as book streams assemble theirs."""
-    body = book_update_body(snapshot=snapshot, resync=resync, bids=bids, asks=asks, time_s=time_s)
-    return book_update_head(pair) + uint_field(BOOK_SEQUENCE_FIELD, sequence) + body
+def book_update(pair: str, sequence: int, **body: Any) -> bytes:
+    """One whole OrderBookUpdate (`body`: book_update_body's fields), assembled as book streams
+    assemble theirs."""
+    return (
+        book_update_head(pair)
+        + uint_field(BOOK_SEQUENCE_FIELD, sequence)
+        + book_update_body(**body)
+    )
