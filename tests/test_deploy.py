@@ -169,3 +169,17 @@ async def test_the_image_healthcheck_asks_http_healthz() -> None:
     async with Sandbox(SandboxConfig(market=False)) as sandbox:
         async with Gateway(gateway_config(sandbox, health__http_port=port)):
             assert await run() == 0
+
+
+def test_the_replicas_form_one_fleet_through_redis() -> None:
+    found = resources()
+    pod = found["StatefulSet/alp-gateway"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container.get("env", [])}
+    ref = env["ALP_GATEWAY_CLUSTER_REDIS_URL"]["valueFrom"]["secretKeyRef"]
+    secret = found[f"Secret/{ref['name']}"]
+    assert secret["stringData"][ref["key"]].startswith(("redis://", "rediss://"))
+    assert found["StatefulSet/alp-gateway"]["spec"]["replicas"] >= 2
+    assert found["PodDisruptionBudget/alp-gateway"]["spec"]["maxUnavailable"] == 1
+    # only the Redis URL comes from the environment; every other setting is the config file
+    assert set(env) == {"ALP_GATEWAY_CLUSTER_REDIS_URL"}
