@@ -165,9 +165,9 @@ class StreamServicer:
         comes between a book's snapshot and its first change).
 
         A RESNAPSHOT plan is one order book streamed through the book's own Delivery; in a
-        PER_TOPIC (Subscribe) plan each book offers through a Lane of the stream's one queue and
-        says SUBSCRIBED exactly once: forwarded by the keeper, or here when ALP confirmed before
-        this stream watched."""
+        PER_TOPIC (Subscribe) plan each book offers through a Lane of the stream's one queue. Every
+        book says SUBSCRIBED exactly once: forwarded by the keeper, or here when ALP confirmed
+        before this stream watched (a StreamOrderBook after its first snapshot)."""
         subscribe = plan.policy is Policy.PER_TOPIC
         kind = enc.KIND_ORDER_BOOK if subscribe else 0
         delivery = None if plan.policy is Policy.RESNAPSHOT else self._delivery(plan)
@@ -178,9 +178,12 @@ class StreamServicer:
                 delivery = stream.delivery
             else:  # the book's updates go into the one queue, under the book's policy
                 stream.delivery = Lane(delivery, stream.delivery)
-            if subscribe and all(self._feed.is_live(topic) for topic in keeper.topics):
+            live = all(self._feed.is_live(topic) for topic in keeper.topics)
+            if subscribe and live:
                 stream.status("subscribed", keeper.topics)
             stream.start()
+            if live and not subscribe:  # after the snapshot: StreamOrderBook's first message
+                stream.status("subscribed", keeper.topics)
         if delivery is None:
             raise ValueError("a RESNAPSHOT plan streams one order book")
         return delivery
