@@ -372,7 +372,7 @@ class Gateway:
         return self.health.serving
 
     def _check_budget_s(self) -> float:
-        return float(min(5.0, self.config.settings.health.interval_s))
+        return min(5.0, self.config.settings.health.interval_s)
 
     async def check(self, *, accounts: bool = True) -> Health:
         """One upstream check: ALP answers GET /time (a 429 is an answer), and with `accounts`

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from gateway.cluster.intents import REDIS_FAILURES, RedisIntents
+from gateway.cluster.intents import RedisIntents
 from gateway.cluster.members import FleetMembers
 from gateway.cluster.rate_budget import RedisBudget
-from gateway.cluster.redis_conn import connect
+from gateway.cluster.redis_conn import REDIS_ERRORS, connect
 from gateway.cluster.tokens import SharedTokens
 from gateway.core.token_policy import Secret
 
@@ -52,6 +52,6 @@ class Fleet:
 
     async def close(self) -> None:
         """Leave the fleet (best effort: a member Redis cannot hear drops out by its TTL)."""
-        with contextlib.suppress(*REDIS_FAILURES):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self.members.leave()
         await self.redis.aclose()

@@ -20,9 +20,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from gateway.cluster.redis_conn import REDIS_ERRORS
 from gateway.core.idempotency import DEFAULT_WINDOW_S, Decision, Key, State
 from gateway.core.reconcile import Mark
 from gateway.errors import IdempotencyUnavailable
@@ -34,7 +34,7 @@ PREFIX = "alpgw:intent:"
 CLAIMED = "alpgw:claimed:"
 POLL_S = 0.05
 LEASE_MARGIN_S = 5.0
-REDIS_FAILURES = (redis_errors.RedisError, ConnectionError, TimeoutError, OSError)
+REDIS_FAILURES = REDIS_ERRORS  # what a call to an unreachable or failing Redis raises
 
 # KEYS[1] intent; ARGV: fingerprint, created (wall s), ttl ms, lease ms
 _BEGIN = """
