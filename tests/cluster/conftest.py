@@ -79,9 +79,7 @@ class RedisServer:
             process.stderr.close()
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    """One redis-server per test module."""
+def running_redis() -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory(prefix="alp-gw-redis-") as workdir:
         server = RedisServer(free_port(), Path(workdir))
         server.start()
@@ -89,18 +87,18 @@ def redis_server() -> Iterator[RedisServer]:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server per test module."""
+    yield from running_redis()
 
 
 @pytest.fixture
 def own_redis_server() -> Iterator[RedisServer]:
     """A redis-server for one test alone (it may stop and restart it on the same port)."""
-    with tempfile.TemporaryDirectory(prefix="alp-gw-redis-") as workdir:
-        server = RedisServer(free_port(), Path(workdir))
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    yield from running_redis()
 
 
 @pytest.fixture

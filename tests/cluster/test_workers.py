@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,16 +15,10 @@ import pytest
 from alp.v3 import gateway_service_pb2, gateway_service_pb2_grpc
 
 from gateway.sandbox import Sandbox
-from tests.cluster.conftest import RedisServer
+from tests.cluster.conftest import RedisServer, free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
