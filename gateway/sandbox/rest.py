@@ -41,6 +41,8 @@ ALLOWED_BY_TYPE: dict[str, frozenset[str]] = {
     "MARKET": frozenset({"base_amount", "quote_amount"}),
 }
 COMMON_FIELDS = frozenset({"pair", "order_type", "order_side", "wallet_type", "client_order_id"})
+CANCEL_FIELDS = ("order_ids", "all", "pair")
+AUTH_FIELDS = ("api_key", "api_secret")
 # client_order_id: the docs give no limit; the sandbox refuses above 64 characters (stricter).
 MAX_CLIENT_ORDER_ID = 64
 INTERVALS = ("1", "5", "15", "30", "60", "240", "1D")
@@ -122,11 +124,16 @@ def _amount(body: Mapping[str, Any], name: str, code: str) -> Decimal | None:
     return parsed
 
 
+def _refuse_unknown(body: Mapping[str, Any], known: tuple[str, ...]) -> None:
+    """A field the docs do not list for this endpoint: 422 VALIDATION_ERROR (stricter reading)."""
+    for name in body:
+        if name not in known:
+            raise Reject(422, "VALIDATION_ERROR", f"unknown field {str(name)[:32]}")
+
+
 def _check_order_body(body: Mapping[str, Any]) -> None:
     """The docs' body rules, before the engine sees anything (status 400 unless noted)."""
-    for name in body:
-        if name not in ORDER_FIELDS:
-            raise Reject(422, "VALIDATION_ERROR", f"unknown field {str(name)[:32]}")
+    _refuse_unknown(body, ORDER_FIELDS)
     for name in ("pair", "order_type", "order_side", "wallet_type"):
         if name not in body or body[name] in (None, ""):
             raise Reject(400, "1001", f"field {name} is required")
@@ -231,6 +238,7 @@ class RestApi:
             body = _json_body(await request.read())
         except Reject:
             raise Reject(422, "VALIDATION_ERROR", "body must be a JSON object") from None
+        _refuse_unknown(body, AUTH_FIELDS)
         return reply(self.authority.issue(body.get("api_key"), body.get("api_secret")))
 
     async def time(self, request: web.Request) -> web.StreamResponse:
@@ -372,7 +380,10 @@ class RestApi:
         self, request: web.Request, account: SandboxAccount, raw: bytes
     ) -> web.StreamResponse:
         body = _json_body(raw)
-        modes = [k for k in ("order_ids", "all", "pair") if body.get(k) not in (None, False)]
+        _refuse_unknown(body, CANCEL_FIELDS)
+        # "Exactly one of order_ids, all, or pair must be specified": a key that is present is
+        # specified, whatever its value (`"all": false` beside order_ids is two targets)
+        modes = [k for k in CANCEL_FIELDS if k in body]
         if len(modes) != 1:
             raise Reject(400, "1001", "exactly one of order_ids, all, pair is required")
         now = self.clock()

@@ -132,6 +132,22 @@ async def test_cancel_of_unknown_or_finished_orders_is_1011(
     assert (status, body["code"]) == (400, "1010")
 
 
+@pytest.mark.parametrize(
+    "body,status,code",
+    [
+        ({"order_ids": [1], "all": False}, 400, "1001"),  # two targets, one of them false
+        ({"all": False}, 400, "1002"),  # "Set true to cancel all"
+        ({"order_ids": [1], "force": True}, 422, "VALIDATION_ERROR"),  # not a documented field
+        ({}, 400, "1001"),
+    ],
+)
+async def test_cancel_bodies_the_docs_refuse(
+    alp: AlpClient, body: dict[str, Any], status: int, code: str
+) -> None:
+    got, payload, _ = await alp.signed("DELETE", "/trading/order", body)
+    assert (got, payload["code"]) == (status, code), payload
+
+
 async def test_currency_and_pair_filters(alp: AlpClient) -> None:
     status, body = await alp.get("/pairs", currency1="b@d")
     assert (status, body["code"]) == (400, "1012")
@@ -153,6 +169,7 @@ async def test_currency_and_pair_filters(alp: AlpClient) -> None:
         ({"api_key": 7, "api_secret": "x"}, 422, "VALIDATION_ERROR"),
         ({"api_key": "nobody", "api_secret": "x"}, 404, "API_KEY_NOT_FOUND"),
         ({"api_key": "demo-key", "api_secret": "wrong"}, 401, "INVALID_SECRET"),
+        ({"api_key": "demo-key", "api_secret": "demo-secret", "otp": 1}, 422, "VALIDATION_ERROR"),
     ],
 )
 async def test_auth_errors(alp: AlpClient, payload: Any, status: int, code: str) -> None:
