@@ -22,6 +22,7 @@ from gateway.core.backoff import reconnect_delay
 log = logging.getLogger(__name__)
 
 Factory = Callable[[], Awaitable[None]]
+KEPT_FAILED_ONE_SHOTS = 20
 
 
 class LoopState(enum.Enum):
@@ -155,9 +156,12 @@ class Supervisor:
         return [c.status for c in self._children.values()]
 
     def failing(self) -> list[str]:
-        """Names of children that failed `failing_after` times in a row (health reads this)."""
+        """Loops that failed `failing_after` times in a row and are still retried (health reads
+        this; a failed one-shot task is logged and shown, but says nothing about health)."""
         return [
-            c.status.name for c in self._children.values() if c.status.state is LoopState.FAILED
+            c.status.name
+            for c in self._children.values()
+            if c.status.restart and c.status.state is LoopState.FAILED
         ]
 
     def task_count(self) -> int:
@@ -178,6 +182,29 @@ class Supervisor:
                     child.task.cancel()
 
     async def _guard(self, child: _Child) -> None:
+        try:
+            await self._supervise(child)
+        finally:
+            self._retire(child)
+
+    def _retire(self, child: _Child) -> None:
+        """Finished children leave the table (one-shot tasks are spawned by the thousand); the
+        last few failed one-shots stay, for GetStatus."""
+        name = child.status.name
+        if self._children.get(name) is not child:
+            return
+        if child.status.state is LoopState.DONE:
+            del self._children[name]
+            return
+        failed = [
+            n
+            for n, c in self._children.items()
+            if not c.status.restart and c.status.state is LoopState.FAILED
+        ]
+        for old in failed[: max(0, len(failed) - KEPT_FAILED_ONE_SHOTS)]:
+            del self._children[old]
+
+    async def _supervise(self, child: _Child) -> None:
         """Never lets an exception reach the TaskGroup: that would cancel every sibling."""
         status = child.status
         clock = asyncio.get_running_loop().time

@@ -36,7 +36,7 @@ async def test_a_failing_loop_is_restarted_and_its_sibling_untouched() -> None:
     assert runs["steady"] == 1 and status["steady"].restarts == 0
     await supervisor.close()
     assert len(asyncio.all_tasks()) == before
-    assert {s.state for s in supervisor.status()} == {LoopState.DONE}
+    assert supervisor.status() == []  # finished children leave the table
 
 
 async def test_persistent_failure_is_reported_and_still_retried() -> None:
@@ -64,6 +64,32 @@ async def test_one_shot_failure_is_not_restarted() -> None:
     await eventually(lambda: supervisor.status()[0].state is LoopState.FAILED)
     assert supervisor.status()[0].restarts == 0
     supervisor.start("once", once, restart=False)  # a failed one-shot may run again
+    await supervisor.close()
+
+
+async def test_one_shots_do_not_pile_up_and_their_failures_leave_health_alone() -> None:
+    supervisor = Supervisor("t")
+
+    async def quick() -> None:
+        return
+
+    async def broken() -> None:
+        raise RuntimeError("once")
+
+    for i in range(500):
+        supervisor.start(f"ok-{i}", quick, restart=False)
+    for i in range(30):
+        supervisor.start(f"bad-{i}", broken, restart=False)
+    await eventually(
+        lambda: (
+            all(s.state is LoopState.FAILED for s in supervisor.status())
+            and len(supervisor.status()) == 20
+        )
+    )
+    names = [s.name for s in supervisor.status()]
+    assert not [n for n in names if n.startswith("ok-")]
+    assert len(names) == 20 and names[-1] == "bad-29"  # the last failures, for GetStatus
+    assert supervisor.failing() == []  # a failed one-shot is no outage
     await supervisor.close()
 
 
