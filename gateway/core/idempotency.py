@@ -52,7 +52,6 @@ class Intent:
     order_ids: tuple[int, ...] = ()
     reconciled: bool = False
     candidates: tuple[int, ...] = ()
-    generation: int = 0  # bumps on every state change (waiters re-read)
     extra: dict[str, object] = field(default_factory=dict)  # the mark, for later lookups
 
 
@@ -102,27 +101,14 @@ class IdempotencyStore:
         intent = self._intents[key]
         intent.state, intent.order_ids, intent.reconciled = State.PLACED, order_ids, reconciled
         intent.candidates = ()
-        intent.generation += 1
 
     def unknown(self, key: Key, candidates: tuple[int, ...]) -> None:
         intent = self._intents[key]
         intent.state, intent.candidates = State.UNKNOWN, candidates
-        intent.generation += 1
 
     def forget(self, key: Key) -> None:
         """Nothing was placed (refused upstream, or verified absent): a retry may place."""
-        intent = self._intents.pop(key, None)
-        if intent is not None:
-            intent.generation += 1
-
-    def claimed_ids(self, account: str | None = None) -> set[int]:
-        """Order ids already attributed to an intent (of one ALP account, or of all)."""
-        return {
-            i
-            for key, intent in self._intents.items()
-            if account is None or key[1] == account
-            for i in intent.order_ids
-        }
+        self._intents.pop(key, None)
 
     def _expire(self, now: float) -> None:
         horizon = now - self._window

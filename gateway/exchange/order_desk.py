@@ -99,8 +99,6 @@ class OrderDesk:
         self._listings: dict[str, asyncio.Future[tuple[list[Order], float]]] = {}
         self._draining = False
         self._cutting = False
-        self.reconciliations = 0
-        self.replays = 0
 
     # -- drain -------------------------------------------------------------------------------------
     @property
@@ -183,7 +181,6 @@ class OrderDesk:
                     "client_order_id", "already used for an order with other parameters"
                 )
             if decision is Decision.REPLAY:
-                self.replays += 1
                 return Placed(intent.order_ids, intent.reconciled)
             if decision is Decision.RECHECK:
                 return await self._recheck(account, spec, key, intent, deadline)
@@ -306,7 +303,6 @@ class OrderDesk:
         request ALP is still holding may yet create the order. Concurrent lookups on one account
         share each listing, so N ambiguous orders cost one request a round, not N.
         """
-        self.reconciliations += 1
         s = self._settings
         settles_at = -1.0 if given_up_at is None else given_up_at + s.settle_s
         while True:
