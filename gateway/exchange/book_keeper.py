@@ -17,7 +17,7 @@ from gateway.core.backoff import backoff_delay
 from gateway.core.orderbook import BookInconsistent, OrderBook
 from gateway.errors import GatewayError, RateLimited, UpstreamHttpError
 from gateway.exchange.upstream import Upstream
-from gateway.exchange.ws_public import RECONNECTING, RESYNCED, SUBSCRIBED, PublicFeed
+from gateway.exchange.ws_public import RECONNECTING, RESYNCED, SUBSCRIBED, TopicFeed
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class BookKeeper:
     def __init__(
         self,
         pair: str,
-        feed: PublicFeed,
+        feed: TopicFeed,
         upstream: Upstream,
         *,
         request_timeout_s: float = 5.0,

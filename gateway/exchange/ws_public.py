@@ -43,6 +43,17 @@ class FeedListener(Protocol):
     def on_rejected(self, topic: str, error: GatewayError) -> None: ...
 
 
+class TopicFeed(Protocol):
+    """What streams and book keepers need of public topics: this process's PublicFeed, or a
+    fleet member's SharedFeed (gateway/cluster/topic_share.py) that shares them across the fleet."""
+
+    async def add(self, topic: str, listener: FeedListener) -> None: ...
+
+    async def remove(self, topic: str, listener: FeedListener) -> None: ...
+
+    def is_live(self, topic: str) -> bool: ...
+
+
 class PublicFeed:
     """Topic -> listeners, backed by a SubscriptionTable packed onto a pool of connections.
 

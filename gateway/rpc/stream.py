@@ -14,7 +14,7 @@ from gateway.core.validation import validate_pair
 from gateway.errors import SlowConsumer, UpstreamUnavailable, ValidationError
 from gateway.exchange.book_keeper import BookKeeper
 from gateway.exchange.upstream import Upstream
-from gateway.exchange.ws_public import PublicFeed
+from gateway.exchange.ws_public import TopicFeed
 from gateway.rpc import stream_encode as enc
 from gateway.rpc.book_stream import BookStream, BookViews
 from gateway.rpc.call import ACCOUNT_HEADER, metadata_value
@@ -83,7 +83,7 @@ class StreamServicer:
     def __init__(
         self,
         hub: StreamHub,
-        feed: PublicFeed,
+        feed: TopicFeed,
         upstream: Upstream,
         *,
         queue_limit: int = 10_000,
