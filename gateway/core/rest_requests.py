@@ -121,6 +121,19 @@ def activity(limit: int | None = None, offset: int | None = None) -> RestRequest
     return _get("/accounts/activity", private=True, limit=limit, offset=offset)
 
 
+def order_terms(spec: OrderSpec) -> dict[str, str]:
+    """The amounts, prices and stop operator an order sets, as ALP's body spells them (also what
+    the trading audit records of them)."""
+    terms: dict[str, str] = {}
+    for name in ("base_amount", "quote_amount", "limit_price", "stop_price"):
+        value = getattr(spec, name)
+        if value is not None:
+            terms[name] = format_decimal(value)
+    if spec.stop_operator is not None:
+        terms["stop_operator"] = spec.stop_operator.value
+    return terms
+
+
 def place_order(spec: OrderSpec, *, wallet_spelling: str = "docs") -> RestRequest:
     """Only the documented fields, in the documented order; amounts as decimal strings."""
     body: dict[str, Any] = {
@@ -128,13 +141,8 @@ def place_order(spec: OrderSpec, *, wallet_spelling: str = "docs") -> RestReques
         "order_type": spec.order_type.value,
         "order_side": spec.side.value,
         "wallet_type": OUTBOUND_WALLET[wallet_spelling][spec.wallet_type],
+        **order_terms(spec),
     }
-    for name in ("base_amount", "quote_amount", "limit_price", "stop_price"):
-        value = getattr(spec, name)
-        if value is not None:
-            body[name] = format_decimal(value)
-    if spec.stop_operator is not None:
-        body["stop_operator"] = spec.stop_operator.value
     if spec.client_order_id is not None:
         body["client_order_id"] = spec.client_order_id
     if spec.post_only:

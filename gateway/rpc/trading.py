@@ -19,8 +19,7 @@ from alp.v3 import trading_pb2_grpc
 from google.protobuf.message import Message
 
 from gateway.audit import AuditLog
-from gateway.core import rest_parsing
-from gateway.core.decimals import format_decimal
+from gateway.core import rest_parsing, rest_requests
 from gateway.core.validation import (
     CancelByIds,
     CancelByPair,
@@ -56,13 +55,8 @@ def _order_record(spec: OrderSpec) -> dict[str, Any]:
         "side": spec.side.value,
         "type": spec.order_type.value,
         "wallet": spec.wallet_type.value,
+        **rest_requests.order_terms(spec),
     }
-    for name in ("base_amount", "quote_amount", "limit_price", "stop_price"):
-        value = getattr(spec, name)
-        if value is not None:
-            record[name] = format_decimal(value)
-    if spec.stop_operator is not None:
-        record["stop_operator"] = spec.stop_operator.value
     if spec.post_only:
         record["post_only"] = True
     if spec.client_order_id is not None:
