@@ -9,7 +9,9 @@ from collections.abc import Callable
 from decimal import ROUND_DOWN, Decimal
 
 from gateway.sandbox.config import HOUSE_MAKER_ID, HOUSE_TAKER_ID, SandboxConfig
-from gateway.sandbox.engine import Exchange, ExchangeError, OrderRequest, default_mid_prices
+from gateway.sandbox.engine.exchange import Exchange
+from gateway.sandbox.engine.records import ExchangeError, OrderRequest
+from gateway.sandbox.engine.specs import default_mid_prices
 
 LEVELS = 5
 

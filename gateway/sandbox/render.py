@@ -6,18 +6,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from gateway.sandbox.engine import (
+from gateway.sandbox.engine.records import (
     AccountInfo,
     AccountTrade,
     Activity,
     Balance,
     Candle,
-    FeeRule,
     Order,
-    PairSpec,
     PublicTrade,
     Ticker,
 )
+from gateway.sandbox.engine.specs import FeeRule, PairSpec
 
 # The docs' response tables spell margin wallets CROSS_MARGIN / ISOLATED_MARGIN (the place-order
 # body spells them MARGIN_CROSS / MARGIN_ISOLATED); every response and frame uses this spelling.

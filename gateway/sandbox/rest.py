@@ -13,7 +13,8 @@ from aiohttp import web
 from gateway.sandbox import render
 from gateway.sandbox.auth import Authority
 from gateway.sandbox.config import SandboxAccount
-from gateway.sandbox.engine import Exchange, OrderRequest
+from gateway.sandbox.engine.exchange import Exchange
+from gateway.sandbox.engine.records import OrderRequest
 from gateway.sandbox.wire import Reject, reply
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

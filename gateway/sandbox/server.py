@@ -14,7 +14,9 @@ from aiohttp import web
 
 from gateway.sandbox.auth import Authority
 from gateway.sandbox.config import FEE_ACCOUNT_ID, SandboxConfig
-from gateway.sandbox.engine import Exchange, ExchangeError, default_currencies, default_pairs
+from gateway.sandbox.engine.exchange import Exchange
+from gateway.sandbox.engine.records import ExchangeError
+from gateway.sandbox.engine.specs import default_currencies, default_pairs
 from gateway.sandbox.faults import FaultSettings, RateLimiter, SandboxStats
 from gateway.sandbox.market import MarketActivity
 from gateway.sandbox.rest import RestApi

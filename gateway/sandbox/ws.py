@@ -16,7 +16,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway.sandbox.auth import Authority
 from gateway.sandbox.config import SandboxConfig
-from gateway.sandbox.engine import BookEvent, Event, Exchange, OrderEvent, TradeEvent, WalletEvent
+from gateway.sandbox.engine.exchange import Exchange
+from gateway.sandbox.engine.records import BookEvent, Event, OrderEvent, TradeEvent, WalletEvent
 from gateway.sandbox.faults import SandboxStats
 from gateway.sandbox.render import order_frame, wallet
 from gateway.sandbox.wire import Reject, dumps

@@ -8,14 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.sandbox.engine import (
-    Exchange,
-    ExchangeError,
-    FeeRule,
-    OrderRequest,
-    default_currencies,
-    default_pairs,
-)
+from gateway.sandbox.engine.exchange import Exchange
+from gateway.sandbox.engine.records import ExchangeError, OrderRequest
+from gateway.sandbox.engine.specs import FeeRule, default_currencies, default_pairs
 
 D = Decimal
 A, B, FEES = 1001, 1002, 1
