@@ -65,5 +65,16 @@ unit: venv
 pytest-all: venv
 	$(BIN)/python -m pytest --durations=15
 
+## A benchmark with the plotting extra installed: make bench [BENCH=fleet_fanout] [BENCH_ARGS="--workers 1,2,4"]
+BENCH ?= fleet_fanout
+BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.$(BENCH) $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

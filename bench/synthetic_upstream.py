@@ -2,7 +2,9 @@
 
 Speaks the ALP protocol (welcome, subscribe acks, `t` frames) and publishes `rate` trades per
 second per subscribed `trade.PAIR` topic. The frame timestamp carries microseconds so clients can
-measure upstream-frame-to-receipt latency. Prints subscription statistics on SIGTERM.
+measure upstream-frame-to-receipt latency. Prints subscription statistics on SIGTERM: connections,
+subscribe commands per topic, the most sockets subscribed to one topic at once (a fleet whose members
+each subscribe shows one per member), frames sent and the seconds spent publishing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from aiohttp import WSMsgType, web
 subscribes: Counter[str] = Counter()
 connections_total = 0
 sockets: dict[web.WebSocketResponse, set[str]] = {}
+peak_subscribers: Counter[str] = Counter()  # most sockets subscribed to a topic at the same time
+frames_sent = 0
+published_s = 0.0
 
 
 async def handle(request: web.Request) -> web.WebSocketResponse:
@@ -34,6 +39,9 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
             if frame[0] == "subscribe":
                 sockets[ws].update(frame[1:])
                 subscribes.update(frame[1:])
+                for topic in frame[1:]:
+                    holders = sum(topic in topics for topics in sockets.values())
+                    peak_subscribers[topic] = max(peak_subscribers[topic], holders)
                 await ws.send_str(json.dumps(["subscribe", int(time.time()), *frame[1:]]))
             elif frame[0] == "unsubscribe":
                 sockets[ws].difference_update(frame[1:])
@@ -46,7 +54,9 @@ GO = asyncio.Event()  # publishing starts on SIGUSR1, once every client is subsc
 
 
 async def publish(rate: float) -> None:
+    global frames_sent, published_s
     await GO.wait()
+    began = time.perf_counter()
     trade_id = 0
     tick = 0.002
     carry = 0.0
@@ -66,6 +76,8 @@ async def publish(rate: float) -> None:
                         await ws.send_str(frame)
                     except ConnectionError:
                         break
+                    frames_sent += 1
+        published_s = time.perf_counter() - began
 
 
 async def main(rate: float) -> None:
@@ -85,7 +97,13 @@ async def main(rate: float) -> None:
     publisher.cancel()
     print(
         json.dumps(
-            {"connections_total": connections_total, "subscribe_commands": dict(subscribes)}
+            {
+                "connections_total": connections_total,
+                "subscribe_commands": dict(subscribes),
+                "peak_subscribers": dict(peak_subscribers),
+                "frames_sent": frames_sent,
+                "published_s": round(published_s, 3),
+            }
         ),
         flush=True,
     )
