@@ -85,6 +85,22 @@ def _error_info(
     )
 
 
+def _fixed(
+    code: grpc.StatusCode, reason: str = "", *, message: str = "", retry: bool = False
+) -> Callable[[errors.GatewayError], MappedError]:
+    """A mapper for an error whose status does not depend on its fields: `message` (default: the
+    error's own text), an ErrorInfo of the gateway's domain when `reason` is given, and the default
+    RetryInfo when `retry`."""
+
+    def mapper(exc: errors.GatewayError) -> MappedError:
+        details: list[object] = [_error_info(reason, GATEWAY_DOMAIN)] if reason else []
+        if retry:
+            details.append(_retry_info(DEFAULT_RETRY_S))
+        return MappedError(code, message or str(exc), details)
+
+    return mapper
+
+
 def _upstream_http(exc: errors.UpstreamHttpError) -> MappedError:
     # ALP codes refine 4xx answers; a 5xx is the transport's verdict whatever code rides along.
     by_code = ALP_CODE_STATUS.get(exc.code) if exc.http_status < 500 else None
@@ -121,27 +137,11 @@ def _auth_failed(exc: errors.AuthFailed) -> MappedError:
     )
 
 
-def _upstream_timeout(exc: errors.UpstreamTimeout) -> MappedError:
-    return MappedError(
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        "ALP did not answer within the deadline",
-        [_error_info("UPSTREAM_TIMEOUT", GATEWAY_DOMAIN)],
-    )
-
-
 def _upstream_unavailable(exc: errors.UpstreamUnavailable) -> MappedError:
     return MappedError(
         grpc.StatusCode.UNAVAILABLE,
         f"ALP is unreachable: {exc}",
         [_error_info("UPSTREAM_UNAVAILABLE", GATEWAY_DOMAIN), _retry_info(DEFAULT_RETRY_S)],
-    )
-
-
-def _upstream_protocol(exc: errors.UpstreamProtocolError) -> MappedError:
-    return MappedError(
-        grpc.StatusCode.INTERNAL,
-        "ALP answered in an unexpected format",
-        [_error_info("UPSTREAM_PROTOCOL", GATEWAY_DOMAIN)],
     )
 
 
@@ -182,10 +182,6 @@ def _order_not_placed(exc: errors.OrderNotPlaced) -> MappedError:
     )
 
 
-def _unauthenticated(exc: errors.Unauthenticated) -> MappedError:
-    return MappedError(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-
-
 def _permission_denied(exc: errors.PermissionDenied) -> MappedError:
     details: list[object] = []
     if exc.scope:
@@ -198,26 +194,6 @@ def _unknown_account(exc: errors.UnknownAccount) -> MappedError:
         grpc.StatusCode.NOT_FOUND,
         str(exc),
         [_error_info("UNKNOWN_ACCOUNT", GATEWAY_DOMAIN, account=exc.account[:64])],
-    )
-
-
-def _slow_consumer(exc: errors.SlowConsumer) -> MappedError:
-    return MappedError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-
-
-def _idempotency_unavailable(exc: errors.IdempotencyUnavailable) -> MappedError:
-    return MappedError(
-        grpc.StatusCode.UNAVAILABLE,
-        str(exc),
-        [_error_info("IDEMPOTENCY_UNAVAILABLE", GATEWAY_DOMAIN), _retry_info(DEFAULT_RETRY_S)],
-    )
-
-
-def _audit_unavailable(exc: errors.AuditUnavailable) -> MappedError:
-    return MappedError(
-        grpc.StatusCode.UNAVAILABLE,
-        str(exc),
-        [_error_info("AUDIT_UNAVAILABLE", GATEWAY_DOMAIN), _retry_info(DEFAULT_RETRY_S)],
     )
 
 
@@ -244,15 +220,6 @@ def _private_login_refused(exc: errors.PrivateLoginRefused) -> MappedError:
     )
 
 
-def _draining(exc: errors.Draining) -> MappedError:
-    return MappedError(grpc.StatusCode.UNAVAILABLE, str(exc), [_retry_info(DEFAULT_RETRY_S)])
-
-
-def _internal(exc: errors.GatewayError) -> MappedError:
-    # A ConfigError reaching a caller is the gateway's fault; its text (a setting) is not theirs.
-    return MappedError(grpc.StatusCode.INTERNAL, "internal error")
-
-
 E = TypeVar("E", bound=errors.GatewayError)
 Row = tuple[type[errors.GatewayError], Callable[[Any], MappedError]]
 
@@ -268,25 +235,48 @@ ERROR_TABLE: Final[Mapping[type[errors.GatewayError], Callable[[Any], MappedErro
     MappingProxyType(
         dict(
             [
-                _row(errors.ConfigError, _internal),
+                # A ConfigError reaching a caller is the gateway's fault; its text is not theirs.
+                _row(
+                    errors.ConfigError, _fixed(grpc.StatusCode.INTERNAL, message="internal error")
+                ),
                 _row(errors.ValidationError, _validation),
-                _row(errors.Unauthenticated, _unauthenticated),
+                _row(errors.Unauthenticated, _fixed(grpc.StatusCode.UNAUTHENTICATED)),
                 _row(errors.PermissionDenied, _permission_denied),
                 _row(errors.UnknownAccount, _unknown_account),
                 _row(errors.UpstreamHttpError, _upstream_http),
                 _row(errors.UpstreamUnavailable, _upstream_unavailable),
-                _row(errors.UpstreamTimeout, _upstream_timeout),
-                _row(errors.UpstreamProtocolError, _upstream_protocol),
+                _row(
+                    errors.UpstreamTimeout,
+                    _fixed(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        "UPSTREAM_TIMEOUT",
+                        message="ALP did not answer within the deadline",
+                    ),
+                ),
+                _row(
+                    errors.UpstreamProtocolError,
+                    _fixed(
+                        grpc.StatusCode.INTERNAL,
+                        "UPSTREAM_PROTOCOL",
+                        message="ALP answered in an unexpected format",
+                    ),
+                ),
                 _row(errors.AuthFailed, _auth_failed),
                 _row(errors.OrderOutcomeUnknown, _order_outcome_unknown),
                 _row(errors.OrderNotPlaced, _order_not_placed),
-                _row(errors.SlowConsumer, _slow_consumer),
-                _row(errors.Draining, _draining),
+                _row(errors.SlowConsumer, _fixed(grpc.StatusCode.RESOURCE_EXHAUSTED)),
+                _row(errors.Draining, _fixed(grpc.StatusCode.UNAVAILABLE, retry=True)),
                 _row(errors.TopicRefused, _topic_refused),
                 _row(errors.PrivateLoginRefused, _private_login_refused),
                 _row(errors.RateLimited, _rate_limited),
-                _row(errors.AuditUnavailable, _audit_unavailable),
-                _row(errors.IdempotencyUnavailable, _idempotency_unavailable),
+                _row(
+                    errors.AuditUnavailable,
+                    _fixed(grpc.StatusCode.UNAVAILABLE, "AUDIT_UNAVAILABLE", retry=True),
+                ),
+                _row(
+                    errors.IdempotencyUnavailable,
+                    _fixed(grpc.StatusCode.UNAVAILABLE, "IDEMPOTENCY_UNAVAILABLE", retry=True),
+                ),
             ]
         )
     )
