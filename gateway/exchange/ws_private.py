@@ -196,15 +196,19 @@ class PrivateFeed:
                 if refusals >= MAX_REFUSALS:
                     self._refused_for_good(refusal)
                     refusals = 0
-            await asyncio.sleep(
-                reconnect_delay(
-                    attempt,
-                    base=self._settings.reconnect_base_s,
-                    cap=self._settings.reconnect_cap_s,
-                    rand=self._rand(),
-                )
-            )
+            await self._backoff(attempt)
             attempt += 1
+
+    async def _backoff(self, attempt: int) -> None:
+        """The reconnect schedule's pause after `attempt` failures in a row (jittered, capped)."""
+        await asyncio.sleep(
+            reconnect_delay(
+                attempt,
+                base=self._settings.reconnect_base_s,
+                cap=self._settings.reconnect_cap_s,
+                rand=self._rand(),
+            )
+        )
 
     async def _attempt_login(self, conn: WsConnection) -> str | None:
         """One login: None if accepted, else ALP's refusal message."""
@@ -273,14 +277,7 @@ class PrivateFeed:
                     self.account,
                     type(exc).__name__,
                 )
-                await asyncio.sleep(
-                    reconnect_delay(
-                        failures,
-                        base=self._settings.reconnect_base_s,
-                        cap=self._settings.reconnect_cap_s,
-                        rand=self._rand(),
-                    )
-                )
+                await self._backoff(failures)
 
     def _dispatch(self, event: ws_events.WsEvent) -> None:
         if isinstance(event, ws_events.OrderUpdate | ws_events.WalletUpdate):
