@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from typing import Any, Final
 
@@ -78,51 +78,39 @@ class GatewayMetrics:
             registry=self.registry,
         ).labels(gateway_version()).set(1)
         grpc_labels = ("grpc_type", "grpc_service", "grpc_method")
-        self.grpc_started = Counter(
-            "grpc_server_started_total",
-            "RPCs started on the server",
-            grpc_labels,
-            registry=self.registry,
+        self.grpc_started = self._counter(
+            "grpc_server_started_total", "RPCs started on the server", grpc_labels
         )
-        self.grpc_handled = Counter(
+        self.grpc_handled = self._counter(
             "grpc_server_handled_total",
             "RPCs completed on the server, whatever their status",
             (*grpc_labels, "grpc_code"),
-            registry=self.registry,
         )
-        self.grpc_seconds = Histogram(
-            "grpc_server_handling_seconds",
-            "time to answer a unary RPC",
-            grpc_labels,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+        self.grpc_seconds = self._latency(
+            "grpc_server_handling_seconds", "time to answer a unary RPC", grpc_labels
         )
         self._grpc_labels: dict[tuple[str, str], tuple[str, str, str]] = {}
-        self.rpc_total = Counter(
-            "alp_gateway_rpc_total",
-            "RPCs by method and status code",
-            ("method", "code"),
-            registry=self.registry,
+        self.rpc_total = self._counter(
+            "alp_gateway_rpc_total", "RPCs by method and status code", ("method", "code")
         )
-        self.rpc_seconds = Histogram(
-            "alp_gateway_rpc_seconds",
-            "RPC latency (streams: lifetime)",
-            ("method",),
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+        self.rpc_seconds = self._latency(
+            "alp_gateway_rpc_seconds", "RPC latency (streams: lifetime)", ("method",)
         )
-        self.upstream_total = Counter(
+        self.upstream_total = self._counter(
             "alp_gateway_upstream_requests_total",
             "ALP REST calls by path and HTTP status",
             ("method", "path", "status"),
-            registry=self.registry,
         )
-        self.upstream_seconds = Histogram(
-            "alp_gateway_upstream_seconds",
-            "ALP REST latency",
-            ("path",),
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+        self.upstream_seconds = self._latency(
+            "alp_gateway_upstream_seconds", "ALP REST latency", ("path",)
+        )
+
+    def _counter(self, name: str, documentation: str, labels: Sequence[str]) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def _latency(self, name: str, documentation: str, labels: Sequence[str]) -> Histogram:
+        return Histogram(
+            name, documentation, labels, buckets=LATENCY_BUCKETS, registry=self.registry
         )
 
     def _labels(self, method: str, kind: str) -> tuple[str, str, str]:
