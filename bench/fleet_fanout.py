@@ -11,7 +11,8 @@ For every N the synthetic ALP upstream (bench/synthetic_upstream.py, own process
 calls over N / --per-channel TCP connections (one per channel), which the kernel spreads over the
 workers' shared port (SO_REUSEPORT). Two runs per (configuration, N), interleaved so that the
 configurations of one N are measured close together on a noisy machine:
-- throughput: the upstream offers --max-offered deliveries/s (rate per topic = offered / N),
+- throughput: the upstream offers min(--max-offered, --max-topic-rate x N) deliveries/s (rate per
+  topic = offered / N; defaults: 2 M/s at N = 100, 4 M/s at N = 1,000),
 - latency: 25,000 deliveries/s offered to the N streams; p50/p99 of frame send -> receipt of the
   oldest event of each received message, over every message of every client.
 CPU seconds of every process (gateway workers, supervisor, load generators, upstream, Redis) over
@@ -223,6 +224,12 @@ def gateway_pids(gateway: Child, workers: int | None) -> tuple[list[int], list[i
     return children, [gateway.proc.pid]
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores; /proc/stat minus idle, iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def connections_per_pid(pids: list[int], port: int) -> list[int]:
     """Established TCP connections on `port` held by each pid (/proc/net/tcp + the pid's fds)."""
     inodes: set[str] = set()
@@ -295,10 +302,13 @@ def run(
                 "redis": [redis.proc.pid] if redis else [],
             }
             before = {role: [cpu_seconds(p) for p in pids] for role, pids in roles.items()}
+            busy_before, window_began = machine_busy_seconds(), time.monotonic()
             time.sleep(args.duration / 2)
             conns = connections_per_pid(worker_pids, port)
             time.sleep(args.duration / 2)
             after = {role: [cpu_seconds(p) for p in pids] for role, pids in roles.items()}
+            busy = machine_busy_seconds() - busy_before
+            window = time.monotonic() - window_began
             results = []
             for client in clients:
                 line = client.expect(lambda s: s.startswith("{"), args.duration + 60, "client")
@@ -334,7 +344,9 @@ def run(
         "upstream_connections": stats["connections_total"],
         "upstream_frames_per_s": stats["frames_sent"] / max(1e-9, stats["published_s"]),
         "cpu_s": {role: [round(x, 2) for x in values] for role, values in cpu.items()},
-        "window_s": args.duration,
+        "others_cpu_s": max(0.0, busy - sum(sum(v) for v in cpu.values())),
+        "loadavg_1m": os.getloadavg()[0],
+        "window_s": round(window, 3),
     }
 
 
@@ -421,31 +433,54 @@ def table(rows: list[dict[str, Any]], kind: str) -> list[str]:
                 return float(r[key])
         return None
 
+    spread = "delivered" if kind == "throughput" else "p99"
     out = [
-        "| configuration | N | offered ev/s | delivered ev/s | x 1 worker | x no fleet | "
-        "p50 ms | p99 ms | p99 x 1 worker | p99 x no fleet | per-stream ev/s min-max | "
-        "streams per worker | upstream subs | upstream frames/s | gateway CPU s (per worker) | "
-        "loaders CPU s | upstream CPU s | Redis CPU s |",
-        "|---" * 18 + "|",
+        f"| configuration | N | offered ev/s | delivered ev/s | x 1 worker | x no fleet | p50 ms | "
+        f"p99 ms | p99 x 1 worker | p99 x no fleet | {spread} over repeats | per-stream ev/s | "
+        f"streams per worker | upstream subs | upstream frames/s |",
+        "|---" * 15 + "|",
     ]
     for r in rows:
         if r["kind"] != kind:
             continue
         n = r["streams"]
-        workers_cpu = "+".join(f"{x:.1f}" for x in r["cpu_s"]["workers"])
-        gateway_cpu = _cpu(r, "workers") + _cpu(r, "supervisor")
+        if kind == "throughput":
+            lo, hi = min(r["repeats_delivered"]), max(r["repeats_delivered"])
+            over = f"{lo / 1e6:.2f}-{hi / 1e6:.2f} M"
+        else:
+            over = f"{min(r['repeats_p99']):.0f}-{max(r['repeats_p99']):.0f} ms"
         out.append(
             f"| {r['config']} | {n:,} | {r['offered_per_s']:,.0f} | {r['delivered_per_s']:,.0f} | "
             f"{_ratio(r['delivered_per_s'], base('1 worker', n, 'delivered_per_s'))} | "
             f"{_ratio(r['delivered_per_s'], base('no fleet', n, 'delivered_per_s'))} | "
             f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
             f"{_ratio(r['p99_ms'], base('1 worker', n, 'p99_ms'))} | "
-            f"{_ratio(r['p99_ms'], base('no fleet', n, 'p99_ms'))} | "
+            f"{_ratio(r['p99_ms'], base('no fleet', n, 'p99_ms'))} | {over} | "
             f"{r['min_stream_per_s']:,.0f}-{r['max_stream_per_s']:,.0f} | "
             f"{'/'.join(str(s) for s in r['streams_per_worker'])} | "
-            f"{r['upstream_subscribers']} | {r['upstream_frames_per_s']:,.0f} | "
-            f"{gateway_cpu:.1f} ({workers_cpu}) | {_cpu(r, 'loaders'):.1f} | "
-            f"{_cpu(r, 'upstream'):.1f} | {_cpu(r, 'redis'):.2f} |"
+            f"{r['upstream_subscribers']} | {r['upstream_frames_per_s']:,.0f} |"
+        )
+    return out
+
+
+def cpu_table(rows: list[dict[str, Any]], window: float) -> list[str]:
+    out = [
+        "| run | configuration | N | gateway CPU s (per worker) | gateway us/delivery | "
+        "loaders CPU s | upstream CPU s | Redis CPU s | other processes CPU s | "
+        "machine busy |",
+        "|---" * 10 + "|",
+    ]
+    cores = os.cpu_count() or 1
+    for r in rows:
+        workers_cpu = "+".join(f"{x:.1f}" for x in r["cpu_s"]["workers"])
+        gateway = _cpu(r, "workers") + _cpu(r, "supervisor")
+        ours = sum(_cpu(r, role) for role in r["cpu_s"])
+        busy = (ours + r["others_cpu_s"]) / (r["window_s"] * cores)
+        per_delivery = gateway / max(1.0, r["delivered_per_s"] * window) * 1e6
+        out.append(
+            f"| {r['kind']} | {r['config']} | {r['streams']:,} | {gateway:.1f} ({workers_cpu}) | "
+            f"{per_delivery:.2f} | {_cpu(r, 'loaders'):.1f} | {_cpu(r, 'upstream'):.1f} | "
+            f"{_cpu(r, 'redis'):.2f} | {r['others_cpu_s']:.1f} | {busy:.0%} |"
         )
     return out
 
@@ -462,11 +497,19 @@ def plot(rows: list[dict[str, Any]], configs: list[tuple[str, int | None]]) -> l
     RESULTS.mkdir(parents=True, exist_ok=True)
     written = []
 
-    def series(kind: str, config: str, key: str) -> tuple[list[int], list[float]]:
-        points = sorted(
-            (r["streams"], r[key]) for r in rows if r["kind"] == kind and r["config"] == config
+    def bars(selected: list[dict[str, Any]], key: str) -> list[list[float]]:
+        """Error bars: the lowest and highest value over the repeats of each row."""
+        repeats = "repeats_delivered" if key == "delivered_per_s" else "repeats_p99"
+        low = [r[key] - min(r[repeats]) for r in selected]
+        high = [max(r[repeats]) - r[key] for r in selected]
+        return [low, high]
+
+    def series(kind: str, config: str, key: str) -> tuple[list[int], list[float], list[Any]]:
+        selected = sorted(
+            (r for r in rows if r["kind"] == kind and r["config"] == config),
+            key=lambda r: int(r["streams"]),
         )
-        return [p[0] for p in points], [p[1] for p in points]
+        return [r["streams"] for r in selected], [r[key] for r in selected], bars(selected, key)
 
     for kind, key, ylabel, name in (
         ("throughput", "delivered_per_s", "delivered events/s", "fleet_fanout_delivered_vs_n.png"),
@@ -474,11 +517,13 @@ def plot(rows: list[dict[str, Any]], configs: list[tuple[str, int | None]]) -> l
     ):
         fig, ax = plt.subplots(figsize=(5.5, 3.5))
         for config, _ in configs:
-            xs, ys = series(kind, config, key)
+            xs, ys, yerr = series(kind, config, key)
             if xs:
-                ax.plot(
+                ax.errorbar(
                     xs,
                     ys,
+                    yerr=yerr,
+                    capsize=3,
                     marker="o",
                     label=config,
                     linestyle="--" if config == "no fleet" else "-",
@@ -500,13 +545,24 @@ def plot(rows: list[dict[str, Any]], configs: list[tuple[str, int | None]]) -> l
         (right, "latency", "p99_ms", f"p99 ms at 25k ev/s, N = {HEADLINE_N:,}"),
     ):
         points = sorted(
-            (r["workers"], r[key])
-            for r in rows
-            if r["kind"] == kind and r["streams"] == HEADLINE_N and r["workers"] is not None
+            (
+                r
+                for r in rows
+                if r["kind"] == kind and r["streams"] == HEADLINE_N and r["workers"] is not None
+            ),
+            key=lambda r: int(r["workers"]),
         )
         if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label="W workers")
-            ax.set_xticks([p[0] for p in points])
+            xs = [r["workers"] for r in points]
+            ax.errorbar(
+                xs,
+                [r[key] for r in points],
+                yerr=bars(points, key),
+                capsize=3,
+                marker="o",
+                label="W workers + Redis",
+            )
+            ax.set_xticks(xs)
         baseline = [
             r[key]
             for r in rows
@@ -528,6 +584,23 @@ def plot(rows: list[dict[str, Any]], configs: list[tuple[str, int | None]]) -> l
 
 
 # -- main -------------------------------------------------------------------------------------------
+def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (kind, N, configuration): its median run (by delivered events/s for
+    throughput, by p99 for latency), with every repeat's value of that figure."""
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["kind"], r["streams"], r["config"]), []).append(r)
+    rows = []
+    for (kind, _, _), group in groups.items():
+        key = "delivered_per_s" if kind == "throughput" else "p99_ms"
+        ordered = sorted(group, key=lambda r: float(r[key]))
+        row = dict(ordered[(len(ordered) - 1) // 2])
+        row["repeats_delivered"] = [r["delivered_per_s"] for r in group]
+        row["repeats_p99"] = [r["p99_ms"] for r in group]
+        rows.append(row)
+    return rows
+
+
 def measure(args: argparse.Namespace) -> None:
     counts = [int(x) for x in args.workers.split(",")]
     ns = [int(x) for x in args.streams.split(",")]
@@ -535,8 +608,12 @@ def measure(args: argparse.Namespace) -> None:
     configs += [(f"{w} worker{'s' if w > 1 else ''}", w) for w in counts]
     plan = [
         (kind, offered, n, config, workers)
+        for _ in range(args.repeats)
         for n in ns
-        for kind, offered in (("throughput", args.max_offered), ("latency", LATENCY_OFFERED))
+        for kind, offered in (
+            ("throughput", min(args.max_offered, args.max_topic_rate * n)),
+            ("latency", LATENCY_OFFERED),
+        )
         for config, workers in configs
     ]
     print(
@@ -545,7 +622,7 @@ def measure(args: argparse.Namespace) -> None:
         flush=True,
     )
     began = time.monotonic()
-    rows: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     run_times: list[float] = []
     for kind, offered, n, config, workers in plan:
         elapsed = time.monotonic() - began
@@ -560,7 +637,7 @@ def measure(args: argparse.Namespace) -> None:
             print(f"FAILED {kind} N={n} {config}: {exc}", flush=True)
             continue
         row["kind"] = kind
-        rows.append(row)
+        runs.append(row)
         run_times.append(time.monotonic() - started)
         print(
             f"{kind:10} N={n:<5} {config:10} delivered {row['delivered_per_s']:>10,.0f}/s "
@@ -569,19 +646,28 @@ def measure(args: argparse.Namespace) -> None:
             f"{row['upstream_subscribers']} cpu {row['cpu_s']} ({run_times[-1]:.0f} s)",
             flush=True,
         )
+    rows = aggregate(runs)
     print(
-        f"\nmachine: {machine()}; window {args.duration:.0f} s per run; total {time.monotonic() - began:.0f} s"
+        f"\nmachine: {machine()}; {args.repeats} repeat(s) of {args.duration:.0f} s per row "
+        f"(the median run is shown); total {time.monotonic() - began:.0f} s; load average "
+        f"{min(r['loadavg_1m'] for r in runs):.1f}-{max(r['loadavg_1m'] for r in runs):.1f}"
     )
     for kind, title in (
-        ("throughput", f"throughput: upstream offers {args.max_offered:,.0f} deliveries/s"),
+        (
+            "throughput",
+            f"throughput: the upstream offers min({args.max_offered:,.0f}, "
+            f"{args.max_topic_rate:,.0f} x N) deliveries/s",
+        ),
         ("latency", f"latency: {LATENCY_OFFERED:,.0f} deliveries/s offered"),
     ):
         print(f"\n{title}\n")
         print("\n".join(table(rows, kind)))
+    print(f"\nCPU seconds in the {args.duration:.0f} s window of the runs above\n")
+    print("\n".join(cpu_table(rows, args.duration)))
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = RESULTS / "fleet_fanout.json"
     summary.write_text(
-        json.dumps({"machine": machine(), "args": vars(args), "rows": rows}, indent=1)
+        json.dumps({"machine": machine(), "args": vars(args), "runs": runs}, indent=1)
     )
     print(f"\nwrote {summary.relative_to(ROOT)}")
     for path in plot(rows, configs):
@@ -603,8 +689,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="measurement window, s")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds before the window")
     parser.add_argument(
-        "--max-offered", type=float, default=2_000_000, help="deliveries/s offered (throughput)"
+        "--max-offered", type=float, default=4_000_000, help="deliveries/s offered (throughput)"
     )
+    parser.add_argument(
+        "--max-topic-rate",
+        type=float,
+        default=20_000,
+        help="at most this many frames/s per upstream subscription (throughput)",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="runs per row (median shown)")
     parser.add_argument("--per-channel", type=int, default=10, help="streams per TCP connection")
     parser.add_argument("--clients", type=int, default=0, help="load generators (0: 1 or 2 by N)")
     parser.add_argument("--budget", type=float, default=540.0, help="skip runs past this, s")
