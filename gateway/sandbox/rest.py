@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -176,25 +177,16 @@ def _check_order_body(body: Mapping[str, Any]) -> None:
             raise Reject(400, "1002", f"client_order_id is longer than {MAX_CLIENT_ORDER_ID}")
 
 
+@dataclass(eq=False)  # identity equality: its bound methods are the app's route handlers
 class RestApi:
-    def __init__(
-        self,
-        exchange: Exchange,
-        authority: Authority,
-        clock: Callable[[], float],
-        on_change: Callable[[], None],
-        count_auth: Callable[[], None],
-        *,
-        order_extra_fields: bool = False,
-        cancel_by_ids_empty_202: bool = False,
-    ) -> None:
-        self.exchange = exchange
-        self.authority = authority
-        self.clock = clock
-        self.on_change = on_change
-        self.count_auth = count_auth
-        self.order_extra_fields = order_extra_fields
-        self.cancel_by_ids_empty_202 = cancel_by_ids_empty_202
+    exchange: Exchange
+    authority: Authority
+    clock: Callable[[], float]
+    on_change: Callable[[], None]
+    count_auth: Callable[[], None]
+    _: KW_ONLY
+    order_extra_fields: bool = False
+    cancel_by_ids_empty_202: bool = False
 
     def routes(self) -> list[web.RouteDef]:
         get, base = web.get, "/api/v3"
