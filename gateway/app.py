@@ -35,7 +35,7 @@ from gateway.exchange.token_manager import TokenManager
 from gateway.exchange.upstream import Upstream
 from gateway.exchange.ws_connection import WsSettings
 from gateway.exchange.ws_private import PrivateFeed
-from gateway.exchange.ws_public import PublicFeed
+from gateway.exchange.ws_public import PublicFeed, TopicFeed
 from gateway.metrics import GatewayMetrics, HealthCollector, StateCollector
 from gateway.rpc.caller_auth import CallerGate
 from gateway.rpc.server import build_server, health_statuses, set_health
@@ -53,6 +53,7 @@ from gateway.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from gateway.cluster.fleet import Fleet
+    from gateway.cluster.topic_share import SharedFeed
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Gateway:
         self.sandbox: Any = None
         self.upstream: Upstream | None = None
         self.public_feed: PublicFeed | None = None
+        self.shared_feed: SharedFeed | None = None  # with a fleet: wraps public_feed
         self.private_feeds: dict[str, PrivateFeed] = {}
         self.streams: StreamServicer | None = None
         self.hub: StreamHub | None = None
@@ -298,6 +300,14 @@ class Gateway:
             linger_s=config.settings.ws.linger_s,
             supervisor=self.supervisor,
         )
+        topics: TopicFeed = self.public_feed
+        if self.fleet is not None:  # one upstream subscription per topic for the whole fleet
+            topics = self.shared_feed = self.fleet.shared_feed(
+                self.public_feed,
+                supervisor=self.supervisor,
+                lease_s=config.settings.cluster.topic_lease_s,
+                linger_s=config.settings.ws.linger_s,
+            )
         self._stack.push_async_callback(self._close_feeds)
         upstream = self.upstream
         assert upstream is not None
@@ -317,9 +327,9 @@ class Gateway:
                 self.private_feeds[account] = feed
             return feed
 
-        self.hub = StreamHub(self.public_feed, private_feed)
+        self.hub = StreamHub(topics, private_feed)
         self.streams = StreamServicer(
-            self.hub, self.public_feed, upstream, queue_limit=config.settings.stream.queue_limit
+            self.hub, topics, upstream, queue_limit=config.settings.stream.queue_limit
         )
 
     def _start_metrics(self, config: GatewayConfig) -> None:
@@ -586,7 +596,9 @@ class Gateway:
     async def _close_feeds(self) -> None:
         for feed in self.private_feeds.values():
             await feed.close()
-        if self.public_feed is not None:
+        if self.shared_feed is not None:
+            await self.shared_feed.close()  # frees its leases, then closes public_feed
+        elif self.public_feed is not None:
             await self.public_feed.close()
 
     async def stop(self, grace_s: float | None = None) -> None:

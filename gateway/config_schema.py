@@ -156,6 +156,11 @@ class Cluster(Section):
     redis_url: RedisUrl = Field(
         "", description="Redis of the fleet (empty = one process, nothing shared)"
     )
+    topic_lease_s: PositiveSeconds = Field(
+        3.0,
+        description="a public topic's holder renews its lease within this; another member takes "
+        "the topic over at most this (plus a quarter of it) after the holder died",
+    )
 
 
 class Drain(Section):

@@ -16,7 +16,10 @@ from gateway.cluster.members import FleetMembers
 from gateway.cluster.rate_budget import RedisBudget
 from gateway.cluster.redis_conn import REDIS_ERRORS, connect
 from gateway.cluster.tokens import SharedTokens
+from gateway.cluster.topic_share import SharedFeed
 from gateway.core.token_policy import Secret
+from gateway.exchange.ws_public import PublicFeed
+from gateway.supervisor import Supervisor
 
 
 @dataclass
@@ -46,6 +49,18 @@ class Fleet:
         )
         self.tokens[account] = tokens
         return tokens
+
+    def shared_feed(
+        self, inner: PublicFeed, *, supervisor: Supervisor, lease_s: float, linger_s: float
+    ) -> SharedFeed:
+        return SharedFeed(
+            inner,
+            self.redis,
+            self.members.member_id,
+            supervisor=supervisor,
+            lease_s=lease_s,
+            linger_s=linger_s,
+        )
 
     def intents_degraded(self) -> bool:
         return self.intents.degraded

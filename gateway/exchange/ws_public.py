@@ -108,13 +108,18 @@ class PublicFeed:
         return self._dedup.regressions
 
     async def add(self, topic: str, listener: FeedListener) -> None:
+        """Listen to `topic`; a topic already live upstream (another listener's, or lingering)
+        says SUBSCRIBED to the new listener at once, as its ack will not come again."""
         async with self._lock:
             self._listeners.setdefault(topic, set()).add(listener)
             await self._apply(self._table.acquire(topic, self._clock()))
             self._ensure_linger_task()
             refused = self._refused.get(topic)
+            live = self._states.is_live(topic)
         if refused is not None:  # refused moments ago and not yet dropped from the table
             listener.on_rejected(topic, refused)
+        elif live:
+            listener.on_status(SUBSCRIBED, (topic,))
 
     async def remove(self, topic: str, listener: FeedListener) -> None:
         async with self._lock:

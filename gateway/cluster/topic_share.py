@@ -1,0 +1,665 @@
+"""SharedFeed: one upstream subscription per public topic for the whole fleet.
+
+Each topic some member's consumers want is held by one member under a Redis lease (`SET NX PX`,
+renewed by the holder while any member still wants the topic). Free topics are claimed by the
+fleet's topic leader (itself a lease, held by a member with topics), so the fleet's topics sit on
+as few upstream sockets as one process would use (ALP allows 20 topics a socket). The holder
+subscribes upstream through its own PublicFeed and publishes every event and state change on the
+topic's Redis channel (gateway/core/event_wire.py); every other member follows that channel and
+fans out to its own consumers. When the holder dies its leases run out, the next member to tick
+leads and claims its topics (within lease + one tick), and every consumer sees RECONNECTING then
+RESYNCED: order books resnapshot. Followers also mark a gap in a holder's sequence numbers the
+same way, so nothing is silently missing.
+
+While Redis cannot be reached the member subscribes upstream itself for the topics its consumers
+want (role LOCAL: market data keeps flowing, at the old cost) and says so (`degraded`); when Redis
+answers again each topic returns to one holder for the fleet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from gateway.cluster.redis_conn import REDIS_ERRORS
+from gateway.core import event_wire, ws_events
+from gateway.core.stream_state import StreamState, TopicStates
+from gateway.errors import GatewayError, TopicRefused
+from gateway.exchange.ws_public import FeedListener, PublicFeed
+from gateway.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+# KEYS leader. ARGV me, lease ms. Renews or takes the topic leadership; returns the leader.
+_LEAD = """
+local leader = redis.call('GET', KEYS[1])
+if leader == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return leader end
+if not leader then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return ARGV[1] end
+return leader
+"""
+
+# KEYS holder, live, want, leader, wanted (the fleet's wanted topics). ARGV me, lease ms, wanted
+# here (0/1), topic. Interest entries are scored with their expiry in Redis TIME, so members'
+# clocks do not matter. The holder renews only while some member wants the topic; a free topic
+# wanted here is taken at once if this member leads, else the leader claims it (_CLAIM).
+# Returns {holder or "", the member whose subscription is live or "", members wanting it}.
+_TICK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[2])
+if ARGV[3] == '1' then
+  redis.call('ZADD', KEYS[3], now + lease, ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], lease * 2)
+  redis.call('ZADD', KEYS[5], now + lease, ARGV[4])
+  redis.call('PEXPIRE', KEYS[5], lease * 2)
+else
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local wanted = redis.call('ZCARD', KEYS[3])
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  if wanted > 0 then
+    redis.call('PEXPIRE', KEYS[1], lease)
+    if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('PEXPIRE', KEYS[2], lease) end
+  end
+elseif not holder and ARGV[3] == '1' and redis.call('GET', KEYS[4]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', lease)
+  holder = ARGV[1]
+end
+return {holder or '', redis.call('GET', KEYS[2]) or '', wanted}
+"""
+
+# KEYS wanted (the fleet's wanted topics), leader. ARGV me, lease ms, key prefix. The leader
+# takes every wanted topic nobody holds; returns those topics.
+_CLAIM = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local claimed = {}
+for _, topic in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if redis.call('SET', ARGV[3] .. topic .. ':holder', ARGV[1], 'NX', 'PX', ARGV[2]) then
+    table.insert(claimed, topic)
+  end
+end
+return claimed
+"""
+
+# KEYS holder, live. ARGV me, lease ms, live (0/1). Only the holder says whose subscription is live.
+_LIVE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '1' then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+elseif redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+# KEYS holder, live, want. ARGV me. Lets go of what this member holds and wants.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+"""
+
+# KEYS a lease. ARGV me. Deletes it if it is this member's.
+_RESIGN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+OUTBOX_LIMIT = (
+    50_000  # messages waiting for Redis; beyond it they are dropped (followers see a gap)
+)
+
+
+class Role(enum.StrEnum):
+    NONE = "none"  # not decided yet
+    HOLDER = "holder"  # subscribed upstream here, publishing for the fleet
+    FOLLOWER = "follower"  # reading the holder's channel
+    LOCAL = "local"  # Redis unreachable: subscribed upstream here for our own consumers only
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    holder: str
+    live: str
+    wanted: int
+
+
+@dataclass
+class ShareStats:
+    published: int = 0
+    publish_failures: int = 0
+    outbox_dropped: int = 0
+    received: int = 0
+    gaps: int = 0  # holder sequence gaps seen by this follower (each one a RECONNECTING/RESYNCED)
+    stale: int = 0  # messages of a member that no longer holds the topic
+    undecodable: int = 0
+    handovers: int = 0  # topics this member took over from another holder
+
+
+@dataclass
+class _Topic:
+    name: str
+    channel: str
+    listeners: set[FeedListener] = field(default_factory=set)
+    role: Role = Role.NONE
+    relay: _Relay | None = None
+    holder: str = ""  # follower: whose messages are accepted
+    seq_in: int | None = None  # follower: the last sequence number read from `holder`
+    seq_out: int = 0  # holder: the last sequence number published
+    idle_since: float | None = None  # holder: since when no member wants the topic
+
+
+class _Relay:
+    """The SharedFeed's one listener on the local PublicFeed for a topic it subscribes upstream."""
+
+    def __init__(self, share: SharedFeed, topic: _Topic) -> None:
+        self._share = share
+        self._topic = topic
+
+    def on_event(self, topic: str, event: ws_events.WsEvent) -> None:
+        self._share._from_upstream(self._topic, event)
+
+    def on_status(self, state: str, topics: tuple[str, ...]) -> None:
+        self._share._status_from_upstream(self._topic, StreamState(state))
+
+    def on_rejected(self, topic: str, error: GatewayError) -> None:
+        self._share._refused_upstream(self._topic, error)
+
+
+class SharedFeed:
+    """A TopicFeed for a fleet member: add/remove/is_live as PublicFeed, topics shared fleet-wide."""
+
+    def __init__(
+        self,
+        inner: PublicFeed,
+        redis: Redis,
+        member_id: str,
+        *,
+        supervisor: Supervisor,
+        lease_s: float = 3.0,
+        linger_s: float = 2.0,
+        namespace: str = "alp-gateway",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if lease_s <= 0:
+            raise ValueError("lease_s must be > 0")
+        self.inner = inner
+        self._redis = redis
+        self.member_id = member_id.replace("|", "_")
+        self._supervisor = supervisor
+        self._lease_ms = max(1, int(lease_s * 1000))
+        self.tick_s = lease_s / 4
+        self._linger_s = linger_s
+        self._prefix = f"{namespace}:topic:"
+        self._leader_key = f"{namespace}:topic-leader"
+        self._wanted_key = f"{namespace}:topics-wanted"
+        self._nudge_channel = f"{namespace}:topic-nudge"  # "a topic wants a holder"
+        self._clock = clock
+        self._topics: dict[str, _Topic] = {}
+        self._states = TopicStates()
+        self._lock = asyncio.Lock()
+        self._lead = redis.register_script(_LEAD)
+        self._tick = redis.register_script(_TICK)
+        self._claim = redis.register_script(_CLAIM)
+        self._live = redis.register_script(_LIVE)
+        self._release = redis.register_script(_RELEASE)
+        self._resign = redis.register_script(_RESIGN)
+        self._pubsub: PubSub | None = None
+        self._followed: set[str] = set()  # channels subscribed on `_pubsub`
+        self._outbox: list[tuple[str, str, bytes]] = []  # (kind, topic or channel, data)
+        self._outbox_ready = asyncio.Event()
+        self._tick_now = asyncio.Event()
+        self._started = False
+        self._closed = False
+        self.leader = ""  # the topic leader the last tick saw
+        self.degraded = False
+        self.stats = ShareStats()
+
+    def __repr__(self) -> str:
+        return f"SharedFeed({self.member_id!r}, topics={len(self._topics)})"
+
+    # -- the TopicFeed interface ----------------------------------------------------------------
+    async def add(self, topic: str, listener: FeedListener) -> None:
+        self._start()
+        async with self._lock:
+            entry = self._topics.get(topic)
+            if entry is not None:  # wanted here already, or held for other members
+                fresh = listener not in entry.listeners
+                entry.listeners.add(listener)
+                if fresh and self._states.is_live(topic):
+                    listener.on_status(StreamState.SUBSCRIBED, (topic,))
+                return
+            entry = self._topics[topic] = _Topic(topic, self._prefix + topic, {listener})
+            try:
+                await self._follow(self._nudge_channel)
+                await self._follow(entry.channel)  # before asking, so no status slips past
+                await self._exchange([entry])
+            except REDIS_ERRORS as exc:
+                self._redis_trouble(exc)
+                await self._go_local(entry)
+
+    async def remove(self, topic: str, listener: FeedListener) -> None:
+        async with self._lock:
+            if self._closed:
+                return  # close() let go of everything
+            entry = self._topics.get(topic)
+            if entry is None or listener not in entry.listeners:
+                return
+            entry.listeners.discard(listener)
+            if entry.listeners or entry.role is Role.HOLDER:
+                return  # a holder keeps the topic while other members want it (see _adopt)
+            await self._forget(entry)
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self._ask([entry])  # withdraw this member's interest now, not by expiry
+
+    def is_live(self, topic: str) -> bool:
+        return self._states.is_live(topic)
+
+    # -- status ---------------------------------------------------------------------------------
+    def roles(self) -> dict[str, Role]:
+        return {name: entry.role for name, entry in self._topics.items()}
+
+    def held(self) -> tuple[str, ...]:
+        return tuple(sorted(n for n, e in self._topics.items() if e.role is Role.HOLDER))
+
+    def followed(self) -> tuple[str, ...]:
+        return tuple(sorted(n for n, e in self._topics.items() if e.role is Role.FOLLOWER))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._supervisor.start("fleet:topics", self._tick_loop)
+            self._supervisor.start("fleet:relay-out", self._publish_loop)
+            self._supervisor.start("fleet:relay-in", self._read_loop)
+
+    async def close(self) -> None:
+        """Leave: followers are told at once and the leases freed, so another member takes over
+        without waiting for them to expire."""
+        async with self._lock:
+            self._closed = True
+        for name in ("fleet:topics", "fleet:relay-in", "fleet:relay-out"):
+            await self._supervisor.stop(name)
+        held = [e for e in self._topics.values() if e.role is Role.HOLDER]
+        with contextlib.suppress(*REDIS_ERRORS):
+            pipe = self._redis.pipeline(transaction=False)
+            for entry in held:
+                entry.seq_out += 1
+                pipe.publish(
+                    entry.channel,
+                    event_wire.encode_status(
+                        self.member_id, entry.seq_out, StreamState.RECONNECTING
+                    ),
+                )
+                await self._release(keys=self._keys(entry), args=[self.member_id], client=pipe)
+            if self.leader == self.member_id:
+                await self._resign(keys=[self._leader_key], args=[self.member_id], client=pipe)
+            if held:
+                pipe.publish(self._nudge_channel, b"holder leaving")
+            await pipe.execute()
+        if self._pubsub is not None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._pubsub = None
+        self._topics.clear()
+        await self.inner.close()
+
+    # -- Redis: leases ------------------------------------------------------------------------
+    def _keys(self, entry: _Topic) -> list[str]:
+        base = entry.channel
+        return [f"{base}:holder", f"{base}:live", f"{base}:want"]
+
+    async def _ask(self, entries: list[_Topic]) -> tuple[str, list[Answer], list[str]]:
+        """One round trip: the leadership, each entry's lease tick and, when leading, the claim
+        of every wanted topic nobody holds. Returns (leader, answers, claimed topics)."""
+        pipe = self._redis.pipeline(transaction=False)
+        await self._lead(
+            keys=[self._leader_key], args=[self.member_id, self._lease_ms], client=pipe
+        )
+        for entry in entries:
+            await self._tick(
+                keys=[*self._keys(entry), self._leader_key, self._wanted_key],
+                args=[self.member_id, self._lease_ms, "1" if entry.listeners else "0", entry.name],
+                client=pipe,
+            )
+        await self._claim(
+            keys=[self._wanted_key, self._leader_key],
+            args=[self.member_id, self._lease_ms, self._prefix],
+            client=pipe,
+        )
+        leader, *replies, claimed = await pipe.execute()
+        answers = [Answer(_text(r[0]), _text(r[1]), int(r[2])) for r in replies]
+        return _text(leader), answers, [_text(topic) for topic in claimed]
+
+    async def _exchange(self, entries: list[_Topic]) -> None:
+        """Ask Redis about `entries` and act on every answer (under the lock)."""
+        leader, answers, claimed = await self._ask(entries)
+        self._redis_fine()
+        if leader != self.leader:
+            if leader == self.member_id:
+                log.info("fleet: this member now leads the topics")
+            self.leader = leader
+        orphans = False
+        for entry, answer in zip(entries, answers, strict=True):
+            if self._topics.get(entry.name) is entry:
+                orphans |= await self._adopt(entry, answer)
+        for topic in claimed:
+            held = self._topics.setdefault(topic, _Topic(topic, self._prefix + topic))
+            if held.role is not Role.HOLDER:
+                await self._become_holder(held)
+        if orphans and leader != self.member_id:
+            self._redis_nudge()
+
+    async def _tick_loop(self) -> None:
+        """Renew, take over and release leases every lease/4 (at once when nudged); Redis trouble
+        sends the topics our consumers want to our own upstream subscriptions until it answers."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._tick_now.wait(), self.tick_s)
+            self._tick_now.clear()
+            async with self._lock:
+                entries = list(self._topics.values())
+                if not entries:
+                    continue
+                try:
+                    await self._exchange(entries)
+                except REDIS_ERRORS as exc:
+                    self._redis_trouble(exc)
+                    for entry in entries:
+                        if entry.role is not Role.HOLDER and entry.listeners:
+                            await self._go_local(entry)
+
+    async def _adopt(self, entry: _Topic, answer: Answer) -> bool:
+        """Act on Redis's answer for one topic (under the lock); True if it awaits a holder."""
+        if answer.holder == self.member_id:
+            if entry.role is not Role.HOLDER:
+                await self._become_holder(entry)
+            if entry.listeners or answer.wanted > 0:
+                entry.idle_since = None
+            elif entry.idle_since is None:
+                entry.idle_since = self._clock()
+            elif self._clock() - entry.idle_since >= self._linger_s:
+                await self._let_go(entry)
+        elif answer.holder and entry.listeners:
+            await self._become_follower(entry, answer)
+        elif entry.listeners:  # nobody holds it (its holder died): the leader will claim it
+            if entry.role is not Role.NONE:
+                await self._unsubscribe_upstream(entry)
+                self._mark_lost(entry.name)
+                entry.role, entry.holder = Role.NONE, ""
+            await self._follow(entry.channel)
+            return True
+        else:  # another member's topic we no longer want, or a lease we lost with nobody here
+            await self._forget(entry)
+        return False
+
+    def _redis_nudge(self) -> None:
+        self._queue("pub", self._nudge_channel, b"wanted")
+
+    async def _become_holder(self, entry: _Topic) -> None:
+        was = entry.role
+        entry.role = Role.HOLDER
+        entry.idle_since = None
+        if was is Role.FOLLOWER:
+            self.stats.handovers += 1
+            log.info("fleet: took over topic %s from %s", entry.name, entry.holder or "?")
+        if was is not Role.LOCAL:  # LOCAL keeps its subscription: nothing was missed
+            self._mark_lost(entry.name)  # from here consumers see RESYNCED on the upstream ack
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self._unfollow(entry.channel)
+        entry.holder = self.member_id
+        if entry.relay is None:
+            await self._subscribe_upstream(entry)
+        elif self.inner.is_live(entry.name):  # was LOCAL: live already, tell the fleet
+            self._publish_status(entry, StreamState.SUBSCRIBED)
+
+    async def _become_follower(self, entry: _Topic, answer: Answer) -> None:
+        if entry.role is not Role.FOLLOWER:
+            await self._follow(entry.channel)
+            await self._unsubscribe_upstream(entry)
+            entry.role = Role.FOLLOWER
+        if entry.holder != answer.holder:
+            entry.holder, entry.seq_in = answer.holder, None
+            self._mark_lost(entry.name)
+        if answer.live == answer.holder:
+            self._mark_live(entry.name)
+
+    async def _go_local(self, entry: _Topic) -> None:
+        """Redis is unreachable: serve this member's consumers from its own subscription."""
+        if entry.role is Role.LOCAL:
+            return
+        self._mark_lost(entry.name)
+        entry.role, entry.holder = Role.LOCAL, ""
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self._unfollow(entry.channel)
+        if entry.relay is None:
+            await self._subscribe_upstream(entry)
+
+    async def _let_go(self, entry: _Topic) -> None:
+        """No member has wanted the topic for `linger_s`: unsubscribe and free the lease."""
+        log.info("fleet: releasing topic %s (no member wants it)", entry.name)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self._release(keys=self._keys(entry), args=[self.member_id])
+        await self._forget(entry)
+
+    async def _forget(self, entry: _Topic) -> None:
+        await self._unsubscribe_upstream(entry)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self._unfollow(entry.channel)
+        self._states.unsubscribed((entry.name,))
+        self._topics.pop(entry.name, None)
+
+    # -- upstream side (HOLDER and LOCAL) -------------------------------------------------------
+    async def _subscribe_upstream(self, entry: _Topic) -> None:
+        entry.relay = _Relay(self, entry)
+        await self.inner.add(entry.name, entry.relay)  # says SUBSCRIBED at once if live already
+
+    async def _unsubscribe_upstream(self, entry: _Topic) -> None:
+        relay, entry.relay = entry.relay, None
+        if relay is not None:
+            await self.inner.remove(entry.name, relay)
+
+    def _from_upstream(self, entry: _Topic, event: ws_events.WsEvent) -> None:
+        if entry.role is Role.HOLDER:
+            entry.seq_out += 1
+            data = event_wire.encode_event(self.member_id, entry.seq_out, event)
+            if data is None:
+                entry.seq_out -= 1
+            else:
+                self._queue("pub", entry.channel, data)
+        for listener in tuple(entry.listeners):
+            listener.on_event(entry.name, event)
+
+    def _status_from_upstream(self, entry: _Topic, state: StreamState) -> None:
+        if entry.role is Role.HOLDER:
+            self._publish_status(entry, state)
+        if state is StreamState.RECONNECTING:
+            self._mark_lost(entry.name)
+        else:
+            self._mark_live(entry.name)
+
+    def _refused_upstream(self, entry: _Topic, error: GatewayError) -> None:
+        if entry.role is Role.HOLDER and isinstance(error, TopicRefused):
+            entry.seq_out += 1
+            data = event_wire.encode_refusal(
+                self.member_id, entry.seq_out, error.alp_message, not_found=error.not_found
+            )
+            self._queue("pub", entry.channel, data)
+        self._refuse(entry, error)
+
+    def _publish_status(self, entry: _Topic, state: StreamState) -> None:
+        entry.seq_out += 1
+        self._queue(
+            "pub", entry.channel, event_wire.encode_status(self.member_id, entry.seq_out, state)
+        )
+        self._queue("live", entry.name, b"0" if state is StreamState.RECONNECTING else b"1")
+
+    def _queue(self, kind: str, target: str, data: bytes) -> None:
+        if len(self._outbox) >= OUTBOX_LIMIT:
+            self.stats.outbox_dropped += 1
+            return
+        self._outbox.append((kind, target, data))
+        self._outbox_ready.set()
+
+    async def _publish_loop(self) -> None:
+        """Sends what the holder queued, in order, one pipeline per batch."""
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            batch, self._outbox = self._outbox, []
+            pipe = self._redis.pipeline(transaction=False)
+            for kind, target, data in batch:
+                if kind == "pub":
+                    pipe.publish(target, data)
+                else:
+                    entry = self._topics.get(target)
+                    if entry is not None:
+                        await self._live(
+                            keys=self._keys(entry)[:2],
+                            args=[self.member_id, self._lease_ms, data.decode()],
+                            client=pipe,
+                        )
+            try:
+                await pipe.execute()
+            except REDIS_ERRORS as exc:
+                self.stats.publish_failures += len(batch)
+                self._redis_trouble(exc)
+            else:
+                self.stats.published += len(batch)
+
+    # -- follower side --------------------------------------------------------------------------
+    async def _follow(self, channel: str) -> None:
+        if channel in self._followed:
+            return
+        if self._pubsub is None:
+            self._pubsub = self._redis.pubsub()
+        await self._pubsub.subscribe(channel)
+        self._followed.add(channel)
+
+    async def _unfollow(self, channel: str) -> None:
+        if channel not in self._followed:
+            return
+        self._followed.discard(channel)
+        if self._pubsub is not None:
+            await self._pubsub.unsubscribe(channel)
+
+    async def _read_loop(self) -> None:
+        """Reads the followed channels; a broken connection is replaced and resubscribed."""
+        while True:
+            pubsub = self._pubsub
+            if pubsub is None or not self._followed:
+                await asyncio.sleep(self.tick_s)
+                continue
+            try:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except REDIS_ERRORS as exc:
+                self._redis_trouble(exc)
+                await self._renew_pubsub(pubsub)
+                continue
+            if message is not None and message.get("type") == "message":
+                self._on_message(_text(message["channel"]), message["data"])
+
+    async def _renew_pubsub(self, broken: PubSub) -> None:
+        with contextlib.suppress(*REDIS_ERRORS):
+            await broken.aclose()  # type: ignore[no-untyped-call]
+        await asyncio.sleep(self.tick_s)
+        async with self._lock:
+            if self._pubsub is not broken:
+                return
+            self._pubsub = self._redis.pubsub()
+            channels = sorted(self._followed)
+            if channels:
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await self._pubsub.subscribe(*channels)
+
+    def _on_message(self, channel: str, data: bytes) -> None:
+        if channel == self._nudge_channel:
+            if self.leader == self.member_id:
+                self._tick_now.set()  # a member waits for a holder: claim now, not next tick
+            return
+        entry = self._topics.get(channel.removeprefix(self._prefix))
+        if entry is None or entry.role not in (Role.FOLLOWER, Role.NONE):
+            return
+        self.stats.received += 1
+        try:
+            message = event_wire.decode(data)
+        except event_wire.WireError:
+            self.stats.undecodable += 1
+            return
+        if message.holder != entry.holder:
+            if isinstance(message, event_wire.RelayedStatus) and message.state is not (
+                StreamState.RECONNECTING
+            ):  # a new holder announces itself before the next tick would tell us
+                entry.role, entry.holder, entry.seq_in = Role.FOLLOWER, message.holder, message.seq
+                self._mark_lost(entry.name)
+                self._mark_live(entry.name)
+            else:
+                self.stats.stale += 1
+            return
+        if entry.seq_in is not None and message.seq != entry.seq_in + 1:
+            self.stats.gaps += 1
+            self._mark_lost(entry.name)
+            self._mark_live(entry.name)
+        entry.seq_in = message.seq
+        if isinstance(message, event_wire.Relayed):
+            for listener in tuple(entry.listeners):
+                listener.on_event(entry.name, message.event)
+        elif isinstance(message, event_wire.RelayedStatus):
+            if message.state is StreamState.RECONNECTING:
+                self._mark_lost(entry.name)
+            else:
+                self._mark_live(entry.name)
+        else:
+            self._refuse(
+                entry, TopicRefused(entry.name, message.message, not_found=message.not_found)
+            )
+
+    # -- consumers' view ------------------------------------------------------------------------
+    def _mark_lost(self, topic: str) -> None:
+        if self._states.is_live(topic):
+            self._notify(self._states.lost((topic,)))
+
+    def _mark_live(self, topic: str) -> None:
+        if not self._states.is_live(topic):
+            self._notify(self._states.acknowledged((topic,)))
+
+    def _notify(self, notices: list[tuple[StreamState, tuple[str, ...]]]) -> None:
+        for state, topics in notices:
+            for topic in topics:
+                entry = self._topics.get(topic)
+                for listener in tuple(entry.listeners if entry else ()):
+                    listener.on_status(state, (topic,))
+
+    def _refuse(self, entry: _Topic, error: GatewayError) -> None:
+        self._states.refused(entry.name)
+        for listener in tuple(entry.listeners):
+            listener.on_rejected(entry.name, error)
+
+    def _redis_trouble(self, exc: BaseException) -> None:
+        if not self.degraded:
+            self.degraded = True
+            log.warning(
+                "fleet: Redis unreachable (%s): topics this member's consumers want are "
+                "subscribed upstream here until it answers",
+                type(exc).__name__,
+            )
+
+    def _redis_fine(self) -> None:
+        if self.degraded:
+            self.degraded = False
+            log.info("fleet: Redis answers again: topics return to one holder each")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

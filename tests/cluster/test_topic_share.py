@@ -1,0 +1,217 @@
+"""One upstream subscription per topic for the whole fleet: three gateway members (real Gateways,
+real gRPC streams, one sandbox, one redis-server) share each topic through its holder; a holder
+leaving or dying is taken over with RECONNECTING then RESYNCED; Redis trouble falls back to
+each member's own subscriptions and recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+from alp.v3 import stream_pb2, stream_pb2_grpc
+
+from gateway.app import Gateway
+from gateway.cluster.topic_share import Role, SharedFeed
+from gateway.sandbox import Sandbox
+from tests.cluster.conftest import RedisServer
+from tests.gateway.conftest import gateway_config
+
+LEASE_S = 1.0
+PAIRS = ("BTC_USDT", "ETH_USDT", "ETH_BTC", "LTC_USDT", "SOL_USDT")
+SUBSCRIBED = stream_pb2.STREAM_STATE_SUBSCRIBED
+RECONNECTING = stream_pb2.STREAM_STATE_RECONNECTING
+RESYNCED = stream_pb2.STREAM_STATE_RESYNCED
+
+
+def trade_frame(pair: str, trade_id: int) -> str:
+    return json.dumps(["t", int(time.time()), trade_id, pair, "0.1", "30000.5", "buy"])
+
+
+class Reader:
+    """A StreamTrades call read in the background: every trade id and status, with their times."""
+
+    def __init__(self, channel: grpc.aio.Channel, pair: str) -> None:
+        self.pair = pair
+        self.call = stream_pb2_grpc.StreamServiceStub(channel).StreamTrades(
+            stream_pb2.StreamTradesRequest(pairs=[pair])
+        )
+        self.trades: list[int] = []
+        self.states: list[tuple[int, float]] = []
+        self.ended: BaseException | None = None
+        self._task = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.call:
+                if message.HasField("status"):
+                    self.states.append((message.status.state, time.monotonic()))
+                self.trades.extend(t.trade_id for t in message.trades)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                self.ended = exc
+
+    def state_list(self) -> list[int]:
+        return [state for state, _ in self.states]
+
+    async def wait(self, check: Callable[[], bool], within: float = 5.0) -> None:
+        stop_at = time.monotonic() + within
+        while not check():
+            if time.monotonic() > stop_at:
+                raise AssertionError(
+                    f"{self.pair}: waited {within}s; states {self.state_list()}, trades "
+                    f"{self.trades}, ended {self.ended}"
+                )
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        self.call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+def share_of(gateway: Gateway) -> SharedFeed:
+    assert gateway.shared_feed is not None
+    return gateway.shared_feed
+
+
+@contextlib.asynccontextmanager
+async def fleet(
+    sandbox: Sandbox, redis_url: str, size: int = 3
+) -> AsyncIterator[tuple[list[Gateway], list[grpc.aio.Channel]]]:
+    async with contextlib.AsyncExitStack() as stack:
+        members: list[Gateway] = []
+        channels: list[grpc.aio.Channel] = []
+        for _ in range(size):
+            config = gateway_config(
+                sandbox, cluster__redis_url=redis_url, cluster__topic_lease_s=LEASE_S
+            )
+            member = await stack.enter_async_context(Gateway(config))
+            members.append(member)
+            channels.append(
+                await stack.enter_async_context(
+                    grpc.aio.insecure_channel(f"127.0.0.1:{member.port}")
+                )
+            )
+        yield members, channels
+
+
+async def open_readers(channels: list[grpc.aio.Channel], per_pair: int = 2) -> list[Reader]:
+    readers = [Reader(ch, pair) for ch in channels for pair in PAIRS for _ in range(per_pair)]
+    for reader in readers:
+        await reader.wait(lambda r=reader: SUBSCRIBED in r.state_list())  # type: ignore[misc]
+    return readers
+
+
+async def test_three_members_share_one_upstream_subscription_per_topic(
+    sandbox: Sandbox, redis_url: str
+) -> None:
+    async with fleet(sandbox, redis_url) as (members, channels):
+        readers = await open_readers(channels)
+        topics = {f"trade.{pair}" for pair in PAIRS}
+        assert dict(sandbox.stats.ws_subscribe_commands) == dict.fromkeys(topics, 1)
+        assert sandbox.stats.ws_open == 1  # the fleet's 5 topics on one socket (20 a socket)
+        holders = [m for m in members if share_of(m).held()]
+        assert len(holders) == 1 and set(share_of(holders[0]).held()) == topics
+        for member in members:
+            if member is not holders[0]:
+                assert set(share_of(member).followed()) == topics
+        for n, pair in enumerate(PAIRS):
+            assert await sandbox.inject_ws_frame(trade_frame(pair, 100 + n), topic=f"trade.{pair}")
+        for reader in readers:  # every stream on every member: its trade, exactly once
+            await reader.wait(lambda r=reader: len(r.trades) >= 1)  # type: ignore[misc]
+        await asyncio.sleep(0.2)  # a duplicate would arrive within this
+        for reader in readers:
+            assert reader.trades == [100 + PAIRS.index(reader.pair)], reader.pair
+            assert reader.state_list() == [SUBSCRIBED] and reader.ended is None
+        for reader in readers:
+            await reader.close()
+
+
+async def test_a_leaving_holder_hands_over_with_reconnecting_then_resynced(
+    sandbox: Sandbox, redis_url: str
+) -> None:
+    async with fleet(sandbox, redis_url) as (members, channels):
+        first = Reader(channels[0], "BTC_USDT")  # member 0 wants it first: it leads and holds
+        await first.wait(lambda: SUBSCRIBED in first.state_list())
+        others = [Reader(ch, "BTC_USDT") for ch in channels[1:]]
+        for reader in others:
+            await reader.wait(lambda r=reader: SUBSCRIBED in r.state_list())  # type: ignore[misc]
+        assert share_of(members[0]).held() == ("trade.BTC_USDT",)
+        left_at = time.monotonic()
+        await members[0].stop(grace_s=0.1)
+        for reader in others:
+            await reader.wait(
+                lambda r=reader: r.state_list()[-2:] == [RECONNECTING, RESYNCED],  # type: ignore[misc]
+                within=LEASE_S + 1.0,
+            )
+            assert reader.state_list() == [SUBSCRIBED, RECONNECTING, RESYNCED]
+            assert reader.states[-1][1] - left_at < LEASE_S + 1.0
+        new_holders = [m for m in members[1:] if share_of(m).held()]
+        assert len(new_holders) == 1 and share_of(new_holders[0]).stats.handovers == 1
+        assert sandbox.stats.ws_subscribe_commands["trade.BTC_USDT"] == 2  # one per holder
+        assert await sandbox.inject_ws_frame(trade_frame("BTC_USDT", 7), topic="trade.BTC_USDT")
+        for reader in others:
+            await reader.wait(lambda r=reader: r.trades == [7])  # type: ignore[misc]
+            await reader.close()
+        await first.close()
+
+
+async def test_members_without_consumers_release_the_topic(
+    sandbox: Sandbox, redis_url: str
+) -> None:
+    async with fleet(sandbox, redis_url, size=2) as (members, channels):
+        readers = [Reader(ch, "ETH_USDT") for ch in channels]
+        for reader in readers:
+            await reader.wait(lambda r=reader: SUBSCRIBED in r.state_list())  # type: ignore[misc]
+        for reader in readers:
+            await reader.close()
+        for member in members:
+            share = share_of(member)
+            await readers[0].wait(lambda s=share: not s.roles(), within=5.0)  # type: ignore[misc]
+        await readers[0].wait(
+            lambda: sandbox.stats.ws_unsubscribe_commands["trade.ETH_USDT"] == 1, within=3.0
+        )
+
+
+async def test_redis_outage_falls_back_to_own_subscriptions_and_recovers(
+    sandbox: Sandbox, own_redis_server: RedisServer
+) -> None:
+    async with fleet(sandbox, own_redis_server.url, size=2) as (members, channels):
+        readers = [Reader(ch, "SOL_USDT") for ch in channels]
+        for reader in readers:
+            await reader.wait(lambda r=reader: SUBSCRIBED in r.state_list())  # type: ignore[misc]
+        roles = [share_of(m).roles() for m in members]
+        assert sorted(r["trade.SOL_USDT"] for r in roles) == [Role.FOLLOWER, Role.HOLDER]
+        at = 0 if roles[1]["trade.SOL_USDT"] is Role.HOLDER else 1  # the follower's index
+        follower = members[at]
+        own_redis_server.stop()
+        await readers[0].wait(lambda: share_of(follower).degraded, within=LEASE_S + 2.0)
+        await readers[0].wait(
+            lambda: share_of(follower).roles() == {"trade.SOL_USDT": Role.LOCAL}, within=3.0
+        )
+        await readers[0].wait(lambda: sandbox.stats.ws_subscribe_commands["trade.SOL_USDT"] == 2)
+        # the follower's consumers saw the switch, the holder's saw nothing; data keeps flowing
+        switched = readers[at]
+        await switched.wait(lambda: switched.state_list() == [SUBSCRIBED, RECONNECTING, RESYNCED])
+        assert readers[1 - at].state_list() == [SUBSCRIBED]
+        assert await sandbox.inject_ws_frame(trade_frame("SOL_USDT", 11), topic="trade.SOL_USDT")
+        for reader in readers:
+            await reader.wait(lambda r=reader: r.trades == [11])  # type: ignore[misc]
+        own_redis_server.start()
+        await readers[0].wait(
+            lambda: (
+                not share_of(follower).degraded
+                and sorted(share_of(m).roles()["trade.SOL_USDT"] for m in members)
+                == sorted([Role.HOLDER, Role.FOLLOWER])
+            ),
+            within=LEASE_S * 3 + 2.0,
+        )
+        assert await sandbox.inject_ws_frame(trade_frame("SOL_USDT", 12), topic="trade.SOL_USDT")
+        for reader in readers:
+            await reader.wait(lambda r=reader: r.trades[-1:] == [12])  # type: ignore[misc]
+            assert reader.trades.count(12) == 1 and reader.ended is None
+            await reader.close()
