@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Final, TypeVar
+from typing import Final, Generic, TypeVar
 
 
 class WalletType(enum.Enum):
@@ -103,60 +103,26 @@ OUTBOUND_WALLET: Final[Mapping[str, Mapping[WalletType, str]]] = {
 }
 
 
-def _table(enum_cls: type[E], aliases: Mapping[str, E]) -> dict[str, E]:
-    table = {member.value.upper(): member for member in enum_cls}
-    table.update(aliases)
-    return table
+class Normalizer(Generic[E]):
+    """ALP's text for one enum -> its member (case and surrounding space ignored, aliases
+    included); None for anything else, a value ALP added later included."""
+
+    def __init__(self, enum_cls: type[E], aliases: Mapping[str, E] | None = None) -> None:
+        self._table = {member.value.upper(): member for member in enum_cls}
+        self._table.update(aliases or {})
+
+    def __call__(self, raw: object) -> E | None:
+        if not isinstance(raw, str):
+            return None
+        return self._table.get(raw.strip().upper())
 
 
-_WALLETS: Final = _table(WalletType, WALLET_ALIASES)
-_SIDES: Final = _table(OrderSide, SIDE_ALIASES)
-_TYPES: Final = _table(OrderType, {})
-_STATUSES: Final = _table(OrderStatus, STATUS_ALIASES)
-_TIFS: Final = _table(TimeInForce, {})
-_STOPS: Final = _table(StopOperator, {})
-_INTERVALS: Final = _table(ChartInterval, {})
-_DEPOSITS: Final = _table(DepositStatus, {})
-_WITHDRAWALS: Final = _table(WithdrawalStatus, WITHDRAWAL_ALIASES)
-
-
-def _lookup(table: Mapping[str, E], raw: object) -> E | None:
-    if not isinstance(raw, str):
-        return None
-    return table.get(raw.strip().upper())
-
-
-def normalize_wallet_type(raw: object) -> WalletType | None:
-    return _lookup(_WALLETS, raw)
-
-
-def normalize_order_side(raw: object) -> OrderSide | None:
-    return _lookup(_SIDES, raw)
-
-
-def normalize_order_type(raw: object) -> OrderType | None:
-    return _lookup(_TYPES, raw)
-
-
-def normalize_order_status(raw: object) -> OrderStatus | None:
-    return _lookup(_STATUSES, raw)
-
-
-def normalize_time_in_force(raw: object) -> TimeInForce | None:
-    return _lookup(_TIFS, raw)
-
-
-def normalize_stop_operator(raw: object) -> StopOperator | None:
-    return _lookup(_STOPS, raw)
-
-
-def normalize_chart_interval(raw: object) -> ChartInterval | None:
-    return _lookup(_INTERVALS, raw)
-
-
-def normalize_deposit_status(raw: object) -> DepositStatus | None:
-    return _lookup(_DEPOSITS, raw)
-
-
-def normalize_withdrawal_status(raw: object) -> WithdrawalStatus | None:
-    return _lookup(_WITHDRAWALS, raw)
+normalize_wallet_type: Final = Normalizer(WalletType, WALLET_ALIASES)
+normalize_order_side: Final = Normalizer(OrderSide, SIDE_ALIASES)
+normalize_order_type: Final = Normalizer(OrderType)
+normalize_order_status: Final = Normalizer(OrderStatus, STATUS_ALIASES)
+normalize_time_in_force: Final = Normalizer(TimeInForce)
+normalize_stop_operator: Final = Normalizer(StopOperator)
+normalize_chart_interval: Final = Normalizer(ChartInterval)
+normalize_deposit_status: Final = Normalizer(DepositStatus)
+normalize_withdrawal_status: Final = Normalizer(WithdrawalStatus, WITHDRAWAL_ALIASES)
