@@ -585,11 +585,18 @@ class Gateway:
         if fleet is None:
             return FleetState()
         tokens_down = any(t.degraded for t in fleet.tokens.values())
+        topics = self.shared_feed
         return FleetState(
             True,
             fleet.members.member_id,
             fleet.members.live,
-            fleet.budget.degraded or tokens_down or fleet.intents_degraded(),
+            fleet.budget.degraded
+            or tokens_down
+            or fleet.intents_degraded()
+            or (topics is not None and topics.degraded),
+            topics.held() if topics else (),
+            len(topics.followed()) if topics else 0,
+            topics.leader if topics else "",
         )
 
     # -- stop -----------------------------------------------------------------------------------

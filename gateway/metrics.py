@@ -148,6 +148,14 @@ class StateCollector(Collector):
             "alp_gateway_ws_topics": ("upstream topics subscribed", "ws_topics"),
             "alp_gateway_streams_active": ("open server streams", "streams_active"),
             "alp_gateway_stream_queue_depth": ("events queued for consumers", "queue_depth"),
+            "alp_gateway_fleet_topics_held": (
+                "public topics this fleet member holds (subscribed upstream, relayed to members)",
+                "fleet_topics_held",
+            ),
+            "alp_gateway_fleet_topics_followed": (
+                "public topics this fleet member reads from another member's relay",
+                "fleet_topics_followed",
+            ),
         }
         for name, (help_text, key) in gauges.items():
             yield GaugeMetricFamily(name, help_text, value=state.get(key, 0))

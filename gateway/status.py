@@ -89,6 +89,9 @@ class FleetState:
     member_id: str = ""
     members: int = 0
     degraded: bool = False
+    topics_held: tuple[str, ...] = ()
+    topics_followed: int = 0
+    topic_leader: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,4 +135,6 @@ class GatewayState:
             "upstream_retries": self.upstream_retries,
             "events_unencodable": self.events_unencodable,
             "events_oversize": self.events_oversize,
+            "fleet_topics_held": len(self.fleet.topics_held),
+            "fleet_topics_followed": self.fleet.topics_followed,
         }

@@ -23,7 +23,7 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -31,7 +31,7 @@ from redis.asyncio.client import PubSub
 
 from gateway.cluster.redis_conn import REDIS_ERRORS
 from gateway.core import event_wire, ws_events
-from gateway.core.stream_state import StreamState, TopicStates
+from gateway.core.stream_state import Notice, StreamState, TopicStates, coalesce
 from gateway.errors import GatewayError, TopicRefused
 from gateway.exchange.ws_public import FeedListener, PublicFeed
 from gateway.supervisor import Supervisor
@@ -220,6 +220,7 @@ class SharedFeed:
         self._outbox: list[tuple[str, str, bytes]] = []  # (kind, topic or channel, data)
         self._outbox_ready = asyncio.Event()
         self._tick_now = asyncio.Event()
+        self._batch: list[Notice] | None = None  # notices held back by _batched()
         self._started = False
         self._closed = False
         self.leader = ""  # the topic leader the last tick saw
@@ -345,6 +346,12 @@ class SharedFeed:
     async def _exchange(self, entries: list[_Topic]) -> None:
         """Ask Redis about `entries` and act on every answer (under the lock)."""
         leader, answers, claimed = await self._ask(entries)
+        with self._batched():
+            await self._act(entries, leader, answers, claimed)
+
+    async def _act(
+        self, entries: list[_Topic], leader: str, answers: list[Answer], claimed: list[str]
+    ) -> None:
         self._redis_fine()
         if leader != self.leader:
             if leader == self.member_id:
@@ -376,9 +383,10 @@ class SharedFeed:
                     await self._exchange(entries)
                 except REDIS_ERRORS as exc:
                     self._redis_trouble(exc)
-                    for entry in entries:
-                        if entry.role is not Role.HOLDER and entry.listeners:
-                            await self._go_local(entry)
+                    with self._batched():
+                        for entry in entries:
+                            if entry.role is not Role.HOLDER and entry.listeners:
+                                await self._go_local(entry)
 
     async def _adopt(self, entry: _Topic, answer: Answer) -> bool:
         """Act on Redis's answer for one topic (under the lock); True if it awaits a holder."""
@@ -601,9 +609,7 @@ class SharedFeed:
             if isinstance(message, event_wire.RelayedStatus) and message.state is not (
                 StreamState.RECONNECTING
             ):  # a new holder announces itself before the next tick would tell us
-                entry.role, entry.holder, entry.seq_in = Role.FOLLOWER, message.holder, message.seq
-                self._mark_lost(entry.name)
-                self._mark_live(entry.name)
+                self._adopt_announced(entry, message)
             else:
                 self.stats.stale += 1
             return
@@ -625,6 +631,19 @@ class SharedFeed:
                 entry, TopicRefused(entry.name, message.message, not_found=message.not_found)
             )
 
+    def _adopt_announced(self, entry: _Topic, message: event_wire.RelayedStatus) -> None:
+        """Follow the member that announced itself as `entry`'s holder. Its predecessor is most
+        likely gone for all its topics: they are all marked lost now, together, and each comes
+        back as its new holder announces it (or the next tick finds it)."""
+        old = entry.holder
+        with self._batched():
+            for other in self._topics.values():
+                if other.role is Role.FOLLOWER and old and other.holder == old:
+                    self._mark_lost(other.name)
+            self._mark_lost(entry.name)
+            entry.role, entry.holder, entry.seq_in = Role.FOLLOWER, message.holder, message.seq
+            self._mark_live(entry.name)
+
     # -- consumers' view ------------------------------------------------------------------------
     def _mark_lost(self, topic: str) -> None:
         if self._states.is_live(topic):
@@ -634,12 +653,31 @@ class SharedFeed:
         if not self._states.is_live(topic):
             self._notify(self._states.acknowledged((topic,)))
 
-    def _notify(self, notices: list[tuple[StreamState, tuple[str, ...]]]) -> None:
+    def _notify(self, notices: list[Notice]) -> None:
+        if self._batch is not None:
+            self._batch.extend(notices)
+            return
         for state, topics in notices:
+            by_listener: dict[FeedListener, list[str]] = {}
             for topic in topics:
                 entry = self._topics.get(topic)
-                for listener in tuple(entry.listeners if entry else ()):
-                    listener.on_status(state, (topic,))
+                for listener in entry.listeners if entry else ():
+                    by_listener.setdefault(listener, []).append(topic)
+            for listener, mine in by_listener.items():
+                listener.on_status(state, tuple(mine))
+
+    @contextlib.contextmanager
+    def _batched(self) -> Iterator[None]:
+        """Notices raised inside go out together at the end, coalesced (see stream_state)."""
+        if self._batch is not None:
+            yield
+            return
+        self._batch = []
+        try:
+            yield
+        finally:
+            batch, self._batch = self._batch, None
+            self._notify(coalesce(batch))
 
     def _refuse(self, entry: _Topic, error: GatewayError) -> None:
         self._states.refused(entry.name)

@@ -53,3 +53,26 @@ class TopicStates:
     def refused(self, topic: str) -> None:
         self._live.discard(topic)
         self._resyncing.discard(topic)
+
+
+def coalesce(notices: Iterable[Notice]) -> list[Notice]:
+    """The notices of one batch (one lease tick) as few as possible, each topic's story kept:
+    first every topic whose story starts with a loss (one RECONNECTING), then each topic's final
+    live state (SUBSCRIBED or RESYNCED), then topics that end lost after being live. A book whose
+    depth and diff topics are handed over together hears RECONNECTING and RESYNCED once each."""
+    first: dict[str, StreamState] = {}
+    last: dict[str, StreamState] = {}
+    for state, topics in notices:
+        for topic in topics:
+            first.setdefault(topic, state)
+            last[topic] = state
+    lost = StreamState.RECONNECTING
+    phases = [
+        (lost, tuple(t for t, s in first.items() if s is lost)),
+        *(
+            (state, tuple(t for t, s in last.items() if s is state))
+            for state in (StreamState.RESYNCED, StreamState.SUBSCRIBED)
+        ),
+        (lost, tuple(t for t, s in last.items() if s is lost and first[t] is not lost)),
+    ]
+    return [(state, topics) for state, topics in phases if topics]

@@ -65,4 +65,7 @@ class GatewayStatusServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
         reply.fleet.member_id = fleet.member_id
         reply.fleet.members = fleet.members
         reply.fleet.degraded = fleet.degraded
+        reply.fleet.topics_held.extend(fleet.topics_held)
+        reply.fleet.topics_followed = fleet.topics_followed
+        reply.fleet.topic_leader = fleet.topic_leader
         return reply

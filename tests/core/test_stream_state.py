@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from gateway.core.stream_state import StreamState, TopicStates
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.core.stream_state import StreamState, TopicStates, coalesce
 
 
 def test_first_ack_is_subscribed_then_a_loss_and_a_reack_is_resynced() -> None:
@@ -30,3 +33,39 @@ def test_nothing_lost_says_nothing_and_a_refused_topic_is_forgotten() -> None:
 
 def test_states_compare_as_their_wire_text() -> None:
     assert StreamState.RECONNECTING == "reconnecting"
+
+
+def test_a_handover_of_a_books_two_topics_is_one_reconnecting_and_one_resynced() -> None:
+    lost, resynced = StreamState.RECONNECTING, StreamState.RESYNCED
+    raw = [(lost, ("depth",)), (resynced, ("depth",)), (lost, ("diff",)), (resynced, ("diff",))]
+    assert coalesce(raw) == [(lost, ("depth", "diff")), (resynced, ("depth", "diff"))]
+
+
+def test_coalesce_keeps_fresh_subscriptions_and_topics_that_end_lost() -> None:
+    lost, live = StreamState.RECONNECTING, StreamState.SUBSCRIBED
+    raw = [(live, ("a",)), (lost, ("b",)), (live, ("c",)), (lost, ("a",))]
+    assert coalesce(raw) == [(lost, ("b",)), (live, ("c",)), (lost, ("a",))]
+    assert coalesce([]) == []
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(list(StreamState)), st.lists(st.sampled_from("abcd"), min_size=1)
+        ),
+        max_size=12,
+    )
+)
+def test_coalesce_keeps_each_topics_first_loss_and_final_state(
+    raw: list[tuple[StreamState, list[str]]],
+) -> None:
+    notices = [(state, tuple(topics)) for state, topics in raw]
+    out = coalesce(notices)
+    said = [(state, t) for state, topics in out for t in topics]
+    for topic in {t for _, topics in notices for t in topics}:
+        story = [state for state, topics in notices for t in topics if t == topic]
+        told = [state for state, t in said if t == topic]
+        assert told[-1] is story[-1]  # consumers end where the topic ended
+        if story[0] is StreamState.RECONNECTING:
+            assert told[0] is StreamState.RECONNECTING  # a loss is never hidden
+        assert len(told) <= 2

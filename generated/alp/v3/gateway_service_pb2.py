@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61lp/v3/gateway_service.proto\x12\x06\x61lp.v3\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetStatusRequest\"l\n\x12UpstreamConnection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x0e\n\x06topics\x18\x03 \x03(\t\x12\x10\n\x08\x63onnects\x18\x04 \x01(\x04\x12\x13\n\x0b\x64isconnects\x18\x05 \x01(\x04\"\x9a\x01\n\rAccountStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x34\n\x10token_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0ftoken_refreshes\x18\x03 \x01(\x04\x12\x1b\n\x13private_stream_open\x18\x04 \x01(\x08\x12\x0f\n\x07refused\x18\x05 \x01(\t\"S\n\x0e\x42\x61\x63kgroundLoop\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08restarts\x18\x03 \x01(\x04\x12\x12\n\nlast_error\x18\x04 \x01(\t\"T\n\x0b\x46leetStatus\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x01(\r\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\"\xf0\x03\n\x11GetStatusResponse\x12\x0f\n\x07serving\x18\x01 \x01(\x08\x12/\n\x0b\x63onnections\x18\x02 \x03(\x0b\x32\x1a.alp.v3.UpstreamConnection\x12\x0f\n\x07streams\x18\x03 \x01(\r\x12\x13\n\x0bsubscribers\x18\x04 \x01(\r\x12\'\n\x08\x61\x63\x63ounts\x18\x05 \x03(\x0b\x32\x15.alp.v3.AccountStatus\x12M\n\x13rate_limit_headroom\x18\x06 \x03(\x0b\x32\x30.alp.v3.GetStatusResponse.RateLimitHeadroomEntry\x12\x12\n\ncache_hits\x18\x07 \x01(\x04\x12\x14\n\x0c\x63\x61\x63he_misses\x18\x08 \x01(\x04\x12\x16\n\x0eupstream_calls\x18\t \x01(\x04\x12\x18\n\x10upstream_retries\x18\n \x01(\x04\x12\x1a\n\x12ws_frames_rejected\x18\x0b \x01(\x04\x12%\n\x05loops\x18\x0c \x03(\x0b\x32\x16.alp.v3.BackgroundLoop\x12\"\n\x05\x66leet\x18\r \x01(\x0b\x32\x13.alp.v3.FleetStatus\x1a\x38\n\x16RateLimitHeadroomEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32R\n\x0eGatewayService\x12@\n\tGetStatus\x12\x18.alp.v3.GetStatusRequest\x1a\x19.alp.v3.GetStatusResponseB6\n\x12\x63om.alp.gateway.v3P\x01Z\x1e\x61lpgateway/gen/go/alp/v3;alpv3b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61lp/v3/gateway_service.proto\x12\x06\x61lp.v3\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetStatusRequest\"l\n\x12UpstreamConnection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x0e\n\x06topics\x18\x03 \x03(\t\x12\x10\n\x08\x63onnects\x18\x04 \x01(\x04\x12\x13\n\x0b\x64isconnects\x18\x05 \x01(\x04\"\x9a\x01\n\rAccountStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x34\n\x10token_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0ftoken_refreshes\x18\x03 \x01(\x04\x12\x1b\n\x13private_stream_open\x18\x04 \x01(\x08\x12\x0f\n\x07refused\x18\x05 \x01(\t\"S\n\x0e\x42\x61\x63kgroundLoop\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08restarts\x18\x03 \x01(\x04\x12\x12\n\nlast_error\x18\x04 \x01(\t\"\x98\x01\n\x0b\x46leetStatus\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x01(\r\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12\x13\n\x0btopics_held\x18\x05 \x03(\t\x12\x17\n\x0ftopics_followed\x18\x06 \x01(\r\x12\x14\n\x0ctopic_leader\x18\x07 \x01(\t\"\xf0\x03\n\x11GetStatusResponse\x12\x0f\n\x07serving\x18\x01 \x01(\x08\x12/\n\x0b\x63onnections\x18\x02 \x03(\x0b\x32\x1a.alp.v3.UpstreamConnection\x12\x0f\n\x07streams\x18\x03 \x01(\r\x12\x13\n\x0bsubscribers\x18\x04 \x01(\r\x12\'\n\x08\x61\x63\x63ounts\x18\x05 \x03(\x0b\x32\x15.alp.v3.AccountStatus\x12M\n\x13rate_limit_headroom\x18\x06 \x03(\x0b\x32\x30.alp.v3.GetStatusResponse.RateLimitHeadroomEntry\x12\x12\n\ncache_hits\x18\x07 \x01(\x04\x12\x14\n\x0c\x63\x61\x63he_misses\x18\x08 \x01(\x04\x12\x16\n\x0eupstream_calls\x18\t \x01(\x04\x12\x18\n\x10upstream_retries\x18\n \x01(\x04\x12\x1a\n\x12ws_frames_rejected\x18\x0b \x01(\x04\x12%\n\x05loops\x18\x0c \x03(\x0b\x32\x16.alp.v3.BackgroundLoop\x12\"\n\x05\x66leet\x18\r \x01(\x0b\x32\x13.alp.v3.FleetStatus\x1a\x38\n\x16RateLimitHeadroomEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32R\n\x0eGatewayService\x12@\n\tGetStatus\x12\x18.alp.v3.GetStatusRequest\x1a\x19.alp.v3.GetStatusResponseB6\n\x12\x63om.alp.gateway.v3P\x01Z\x1e\x61lpgateway/gen/go/alp/v3;alpv3b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,12 +43,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCOUNTSTATUS']._serialized_end=358
   _globals['_BACKGROUNDLOOP']._serialized_start=360
   _globals['_BACKGROUNDLOOP']._serialized_end=443
-  _globals['_FLEETSTATUS']._serialized_start=445
-  _globals['_FLEETSTATUS']._serialized_end=529
-  _globals['_GETSTATUSRESPONSE']._serialized_start=532
-  _globals['_GETSTATUSRESPONSE']._serialized_end=1028
-  _globals['_GETSTATUSRESPONSE_RATELIMITHEADROOMENTRY']._serialized_start=972
-  _globals['_GETSTATUSRESPONSE_RATELIMITHEADROOMENTRY']._serialized_end=1028
-  _globals['_GATEWAYSERVICE']._serialized_start=1030
-  _globals['_GATEWAYSERVICE']._serialized_end=1112
+  _globals['_FLEETSTATUS']._serialized_start=446
+  _globals['_FLEETSTATUS']._serialized_end=598
+  _globals['_GETSTATUSRESPONSE']._serialized_start=601
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1097
+  _globals['_GETSTATUSRESPONSE_RATELIMITHEADROOMENTRY']._serialized_start=1041
+  _globals['_GETSTATUSRESPONSE_RATELIMITHEADROOMENTRY']._serialized_end=1097
+  _globals['_GATEWAYSERVICE']._serialized_start=1099
+  _globals['_GATEWAYSERVICE']._serialized_end=1181
 # @@protoc_insertion_point(module_scope)

@@ -162,6 +162,9 @@ class FleetStatus(_message.Message):
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
     DEGRADED_FIELD_NUMBER: _builtins.int
+    TOPICS_HELD_FIELD_NUMBER: _builtins.int
+    TOPICS_FOLLOWED_FIELD_NUMBER: _builtins.int
+    TOPIC_LEADER_FIELD_NUMBER: _builtins.int
     enabled: _builtins.bool
     """Whether a fleet is configured."""
     member_id: _builtins.str
@@ -172,6 +175,16 @@ class FleetStatus(_message.Message):
     """Redis is unreachable: this member decides alone (a conservative share of the rate budget,
     its own tokens; orders with a client_order_id are refused until Redis is back).
     """
+    topics_followed: _builtins.int
+    """Public topics this member reads from another member's relay."""
+    topic_leader: _builtins.str
+    """The member that claims topics nobody holds (empty before any member wanted a topic)."""
+    @_builtins.property
+    def topics_held(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Public topics this member holds for the fleet: subscribed upstream here and relayed through
+        Redis to the members that follow them.
+        """
+
     def __init__(
         self,
         *,
@@ -179,10 +192,13 @@ class FleetStatus(_message.Message):
         member_id: _builtins.str = ...,
         members: _builtins.int = ...,
         degraded: _builtins.bool = ...,
+        topics_held: _abc.Iterable[_builtins.str] | None = ...,
+        topics_followed: _builtins.int = ...,
+        topic_leader: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["degraded", b"degraded", "enabled", b"enabled", "member_id", b"member_id", "members", b"members"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["degraded", b"degraded", "enabled", b"enabled", "member_id", b"member_id", "members", b"members", "topic_leader", b"topic_leader", "topics_followed", b"topics_followed", "topics_held", b"topics_held"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
