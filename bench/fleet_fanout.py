@@ -45,6 +45,7 @@ from typing import Any
 from bench._util import PY, ROOT, child_pids, cpu_seconds, machine, percentile
 
 RESULTS = ROOT / "bench" / "results"
+PREFIX = "fleet_fanout"  # --out-prefix: names of the files written into RESULTS
 LATENCY_OFFERED = 25_000.0
 HEADLINE_N = 1000
 PAIR = "BTC_USDT"
@@ -211,8 +212,10 @@ def start_gateway(
     if workers is not None:
         command += ["--workers", str(workers)]
     child = Child(command, env, cwd=GATEWAY_TREE)
-    for i in range(workers or 1):
-        child.expect(lambda line: "serving gRPC on" in line, 60, f"gateway worker {i + 1}")
+    serving = 0  # workers share stdout: two lines can arrive run together
+    while serving < (workers or 1):
+        line = child.expect(lambda s: "serving gRPC on" in s, 60, f"gateway worker {serving + 1}")
+        serving += line.count("serving gRPC on")
     return child, port
 
 
@@ -512,8 +515,8 @@ def plot(rows: list[dict[str, Any]], configs: list[tuple[str, int | None]]) -> l
         return [r["streams"] for r in selected], [r[key] for r in selected], bars(selected, key)
 
     for kind, key, ylabel, name in (
-        ("throughput", "delivered_per_s", "delivered events/s", "fleet_fanout_delivered_vs_n.png"),
-        ("latency", "p99_ms", "p99 ms at 25k events/s offered", "fleet_fanout_p99_vs_n.png"),
+        ("throughput", "delivered_per_s", "delivered events/s", f"{PREFIX}_delivered_vs_n.png"),
+        ("latency", "p99_ms", "p99 ms at 25k events/s offered", f"{PREFIX}_p99_vs_n.png"),
     ):
         fig, ax = plt.subplots(figsize=(5.5, 3.5))
         for config, _ in configs:
@@ -577,9 +580,9 @@ def plot(rows: list[dict[str, Any]], configs: list[tuple[str, int | None]]) -> l
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "fleet_fanout_vs_workers.png", dpi=80)
+    fig.savefig(RESULTS / f"{PREFIX}_vs_workers.png", dpi=80)
     plt.close(fig)
-    written.append(RESULTS / "fleet_fanout_vs_workers.png")
+    written.append(RESULTS / f"{PREFIX}_vs_workers.png")
     return written
 
 
@@ -665,7 +668,7 @@ def measure(args: argparse.Namespace) -> None:
     print(f"\nCPU seconds in the {args.duration:.0f} s window of the runs above\n")
     print("\n".join(cpu_table(rows, args.duration)))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    summary = RESULTS / "fleet_fanout.json"
+    summary = RESULTS / f"{PREFIX}.json"
     summary.write_text(
         json.dumps({"machine": machine(), "args": vars(args), "runs": runs}, indent=1)
     )
@@ -697,6 +700,7 @@ def main() -> None:
         default=20_000,
         help="at most this many frames/s per upstream subscription (throughput)",
     )
+    parser.add_argument("--out-prefix", default="fleet_fanout", help="file names in bench/results/")
     parser.add_argument("--repeats", type=int, default=1, help="runs per row (median shown)")
     parser.add_argument("--per-channel", type=int, default=10, help="streams per TCP connection")
     parser.add_argument("--clients", type=int, default=0, help="load generators (0: 1 or 2 by N)")
@@ -724,7 +728,8 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGHUP, terminate)
-    global GATEWAY_TREE
+    global GATEWAY_TREE, PREFIX
+    PREFIX = args.out_prefix
     try:
         with tempfile.TemporaryDirectory(prefix="alp-fleet-fanout-tree-") as tree:
             if args.gateway_rev:
