@@ -35,7 +35,8 @@ from gateway.exchange.token_manager import TokenManager
 from gateway.exchange.upstream import Upstream
 from gateway.exchange.ws_connection import WsSettings
 from gateway.exchange.ws_private import PrivateFeed
-from gateway.exchange.ws_public import PublicFeed, TopicFeed
+from gateway.exchange.ws_public import PublicFeed
+from gateway.feeds import Feeds
 from gateway.metrics import GatewayMetrics, HealthCollector, StateCollector
 from gateway.rpc.caller_auth import CallerGate
 from gateway.rpc.server import build_server, health_statuses, set_health
@@ -43,7 +44,6 @@ from gateway.rpc.stream import StreamServicer
 from gateway.rpc.stream_hub import StreamHub
 from gateway.status import (
     AccountState,
-    ConnectionState,
     FleetState,
     GatewayState,
     Health,
@@ -73,9 +73,7 @@ class Gateway:
         self.metrics_port = 0
         self.sandbox: Any = None
         self.upstream: Upstream | None = None
-        self.public_feed: PublicFeed | None = None
-        self.shared_feed: SharedFeed | None = None  # with a fleet: wraps public_feed
-        self.private_feeds: dict[str, PrivateFeed] = {}
+        self.feeds: Feeds | None = None
         self.streams: StreamServicer | None = None
         self.hub: StreamHub | None = None
         self.audit: AuditLog | None = None
@@ -89,6 +87,18 @@ class Gateway:
         self.supervisor = Supervisor("gateway")
         self.fleet: Fleet | None = None
         self._first_check = asyncio.Event()
+
+    @property
+    def public_feed(self) -> PublicFeed | None:
+        return self.feeds.public if self.feeds else None
+
+    @property
+    def private_feeds(self) -> dict[str, PrivateFeed]:
+        return self.feeds.private if self.feeds else {}
+
+    @property
+    def shared_feed(self) -> SharedFeed | None:
+        return self.feeds.shared if self.feeds else None
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -285,51 +295,31 @@ class Gateway:
         return AccountSession(creds.name, creds.api_key, creds.api_secret, tokens)
 
     def _start_streaming(self, config: GatewayConfig, session: aiohttp.ClientSession) -> None:
-        settings = WsSettings(
-            url=config.settings.upstream.ws_url,
-            stale_after_s=config.settings.ws.stale_after_s,
-            reconnect_base_s=config.settings.ws.reconnect_base_s,
-            reconnect_cap_s=config.settings.ws.reconnect_cap_s,
-            max_frame_bytes=config.settings.ws.max_frame_bytes,
-            connect_timeout_s=config.settings.ws.connect_timeout_s,
-        )
-        self.public_feed = PublicFeed(
-            session,
-            settings,
-            max_topics_per_connection=config.settings.ws.max_topics_per_connection,
-            linger_s=config.settings.ws.linger_s,
-            supervisor=self.supervisor,
-        )
-        topics: TopicFeed = self.public_feed
-        if self.fleet is not None:  # one upstream subscription per topic for the whole fleet
-            topics = self.shared_feed = self.fleet.shared_feed(
-                self.public_feed,
-                supervisor=self.supervisor,
-                lease_s=config.settings.cluster.topic_lease_s,
-                linger_s=config.settings.ws.linger_s,
-            )
-        self._stack.push_async_callback(self._close_feeds)
         upstream = self.upstream
         assert upstream is not None
-
-        def private_feed(account: str) -> PrivateFeed:
-            feed = self.private_feeds.get(account)
-            if feed is None:
-                feed = PrivateFeed(
-                    account,
-                    session,
-                    settings,
-                    upstream.account(account).tokens,
-                    linger_s=config.settings.ws.linger_s,
-                    auth_grace_s=config.settings.ws.auth_grace_s,
-                    supervisor=self.supervisor,
-                )
-                self.private_feeds[account] = feed
-            return feed
-
-        self.hub = StreamHub(topics, private_feed)
+        ws = config.settings.ws
+        self.feeds = Feeds(
+            session,
+            WsSettings(
+                url=config.settings.upstream.ws_url,
+                stale_after_s=ws.stale_after_s,
+                reconnect_base_s=ws.reconnect_base_s,
+                reconnect_cap_s=ws.reconnect_cap_s,
+                max_frame_bytes=ws.max_frame_bytes,
+                connect_timeout_s=ws.connect_timeout_s,
+            ),
+            lambda account: upstream.account(account).tokens,
+            supervisor=self.supervisor,
+            max_topics_per_connection=ws.max_topics_per_connection,
+            linger_s=ws.linger_s,
+            auth_grace_s=ws.auth_grace_s,
+            fleet=self.fleet,
+            topic_lease_s=config.settings.cluster.topic_lease_s,
+        )
+        self._stack.push_async_callback(self.feeds.close)
+        self.hub = StreamHub(self.feeds.topics, self.feeds.account)
         self.streams = StreamServicer(
-            self.hub, topics, upstream, queue_limit=config.settings.stream.queue_limit
+            self.hub, self.feeds.topics, upstream, queue_limit=config.settings.stream.queue_limit
         )
 
     def _start_metrics(self, config: GatewayConfig) -> None:
@@ -508,38 +498,12 @@ class Gateway:
 
     # -- status ---------------------------------------------------------------------------------
     def state(self) -> GatewayState:
-        upstream, feed, streams = self.upstream, self.public_feed, self.streams
-        connections: list[ConnectionState] = []
-        rejected = 0
-        if feed is not None:
-            for name, conn in feed.connection_objects().items():
-                connections.append(
-                    ConnectionState(
-                        name,
-                        conn.connected.is_set(),
-                        feed.connections().get(name, ()),
-                        conn.stats.connects,
-                        conn.stats.disconnects,
-                    )
-                )
-            rejected += feed.codec_stats.unknown + feed.codec_stats.malformed
+        upstream, feeds, streams = self.upstream, self.feeds, self.streams
+        connections = feeds.connection_states() if feeds else []
         accounts: list[AccountState] = []
-        for private in self.private_feeds.values():
-            socket = private.connection
-            if socket is not None:
-                connections.append(
-                    ConnectionState(
-                        socket.name,
-                        socket.connected.is_set(),
-                        (),
-                        socket.stats.connects,
-                        socket.stats.disconnects,
-                    )
-                )
-            rejected += private.codec_stats.unknown + private.codec_stats.malformed
         if upstream is not None:
             for name, session in upstream.accounts.items():
-                feed_of = self.private_feeds.get(name)
+                feed_of = feeds.private.get(name) if feeds else None
                 accounts.append(
                     AccountState(
                         name,
@@ -562,7 +526,7 @@ class Gateway:
             cache_misses=upstream.cache_stats.misses if upstream else 0,
             upstream_calls=upstream.client.stats.calls if upstream else 0,
             upstream_retries=upstream.client.stats.retries if upstream else 0,
-            ws_frames_rejected=rejected,
+            ws_frames_rejected=feeds.frames_rejected() if feeds else 0,
             ws_reconnects=sum(c.disconnects for c in connections),
             queue_depth=sum(len(d) for d in deliveries),
             conflations=sum(d.conflated for d in deliveries)
@@ -600,14 +564,6 @@ class Gateway:
         )
 
     # -- stop -----------------------------------------------------------------------------------
-    async def _close_feeds(self) -> None:
-        for feed in self.private_feeds.values():
-            await feed.close()
-        if self.shared_feed is not None:
-            await self.shared_feed.close()  # frees its leases, then closes public_feed
-        elif self.public_feed is not None:
-            await self.public_feed.close()
-
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: NOT_SERVING, streams end UNAVAILABLE, in-flight calls get `grace_s`, then close."""
         grace = self.config.settings.drain.grace_s if grace_s is None else grace_s

@@ -22,7 +22,16 @@ FORBIDDEN = {
         "gateway.app",
         "gateway.supervisor",
     ),
-    "exchange": ("grpc", "alp", "gateway.rpc", "gateway.sandbox", "gateway.app"),
+    "exchange": (
+        "grpc",
+        "alp",
+        "gateway.rpc",
+        "gateway.sandbox",
+        "gateway.app",
+        "gateway.cluster",
+        "gateway.feeds",
+    ),
+    "cluster": ("grpc", "alp", "gateway.rpc", "gateway.sandbox", "gateway.app", "gateway.feeds"),
     "sandbox": ("grpc", "alp", "gateway.core", "gateway.exchange", "gateway.rpc", "gateway.app"),
 }
 

@@ -7,6 +7,7 @@ local decision while Redis is unreachable (see the modules) and recovers by itse
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -16,8 +17,9 @@ from gateway.cluster.members import FleetMembers
 from gateway.cluster.rate_budget import RedisBudget
 from gateway.cluster.redis_conn import REDIS_ERRORS, connect
 from gateway.cluster.tokens import SharedTokens
-from gateway.cluster.topic_share import SharedFeed
+from gateway.cluster.topic_share import SharedFeed, UpstreamTopics
 from gateway.core.token_policy import Secret
+from gateway.exchange.ws_private import AccountFeed
 from gateway.exchange.ws_public import PublicFeed
 from gateway.supervisor import Supervisor
 
@@ -51,10 +53,16 @@ class Fleet:
         return tokens
 
     def shared_feed(
-        self, inner: PublicFeed, *, supervisor: Supervisor, lease_s: float, linger_s: float
+        self,
+        public: PublicFeed,
+        private: Callable[[str], AccountFeed],
+        *,
+        supervisor: Supervisor,
+        lease_s: float,
+        linger_s: float,
     ) -> SharedFeed:
         return SharedFeed(
-            inner,
+            UpstreamTopics(public, private),
             self.redis,
             self.members.member_id,
             supervisor=supervisor,

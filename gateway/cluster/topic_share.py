@@ -31,8 +31,10 @@ from redis.asyncio.client import PubSub
 
 from gateway.cluster.redis_conn import REDIS_ERRORS
 from gateway.core import event_wire, ws_events
+from gateway.core.event_wire import Refusal
 from gateway.core.stream_state import Notice, StreamState, TopicStates, coalesce
-from gateway.errors import GatewayError, TopicRefused
+from gateway.errors import GatewayError, PrivateLoginRefused, TopicRefused
+from gateway.exchange.ws_private import AccountFeed
 from gateway.exchange.ws_public import FeedListener, PublicFeed
 from gateway.supervisor import Supervisor
 
@@ -121,6 +123,56 @@ OUTBOX_LIMIT = (
 )
 
 
+PRIVATE_PREFIX = "private:"  # "private:ACCOUNT": an account's private socket, shared like a topic
+
+
+class UpstreamTopics:
+    """What a SharedFeed subscribes through: public topics on this process's PublicFeed, and
+    "private:ACCOUNT" on the account's PrivateFeed (its one socket, logged in with the fleet's
+    token for the account). Every member must have the same accounts configured."""
+
+    def __init__(self, public: PublicFeed, private: Callable[[str], AccountFeed]) -> None:
+        self.public = public
+        self._private = private
+
+    async def add(self, topic: str, listener: FeedListener) -> None:
+        if topic.startswith(PRIVATE_PREFIX):
+            await self._private(topic.removeprefix(PRIVATE_PREFIX)).add(listener)
+        else:
+            await self.public.add(topic, listener)
+
+    async def remove(self, topic: str, listener: FeedListener) -> None:
+        if topic.startswith(PRIVATE_PREFIX):
+            await self._private(topic.removeprefix(PRIVATE_PREFIX)).remove(listener)
+        else:
+            await self.public.remove(topic, listener)
+
+    def is_live(self, topic: str) -> bool:
+        if topic.startswith(PRIVATE_PREFIX):
+            return self._private(topic.removeprefix(PRIVATE_PREFIX)).is_live()
+        return self.public.is_live(topic)
+
+    async def close(self) -> None:
+        await self.public.close()  # private feeds are closed by their owner
+
+
+class SharedAccount:
+    """An account's private events through the fleet: the AccountFeed the stream hub uses."""
+
+    def __init__(self, share: SharedFeed, account: str) -> None:
+        self._share = share
+        self._topic = PRIVATE_PREFIX + account
+
+    async def add(self, listener: FeedListener) -> None:
+        await self._share.add(self._topic, listener)
+
+    async def remove(self, listener: FeedListener) -> None:
+        await self._share.remove(self._topic, listener)
+
+    def is_live(self) -> bool:
+        return self._share.is_live(self._topic)
+
+
 class Role(enum.StrEnum):
     NONE = "none"  # not decided yet
     HOLDER = "holder"  # subscribed upstream here, publishing for the fleet
@@ -182,7 +234,7 @@ class SharedFeed:
 
     def __init__(
         self,
-        inner: PublicFeed,
+        inner: UpstreamTopics,
         redis: Redis,
         member_id: str,
         *,
@@ -498,11 +550,10 @@ class SharedFeed:
             self._mark_live(entry.name)
 
     def _refused_upstream(self, entry: _Topic, error: GatewayError) -> None:
-        if entry.role is Role.HOLDER and isinstance(error, TopicRefused):
+        refusal = _refusal_of(error)
+        if entry.role is Role.HOLDER and refusal is not None:
             entry.seq_out += 1
-            data = event_wire.encode_refusal(
-                self.member_id, entry.seq_out, error.alp_message, not_found=error.not_found
-            )
+            data = event_wire.encode_refusal(self.member_id, entry.seq_out, *refusal)
             self._queue("pub", entry.channel, data)
         self._refuse(entry, error)
 
@@ -627,9 +678,7 @@ class SharedFeed:
             else:
                 self._mark_live(entry.name)
         else:
-            self._refuse(
-                entry, TopicRefused(entry.name, message.message, not_found=message.not_found)
-            )
+            self._refuse(entry, _error_of(entry.name, message))
 
     def _adopt_announced(self, entry: _Topic, message: event_wire.RelayedStatus) -> None:
         """Follow the member that announced itself as `entry`'s holder. Its predecessor is most
@@ -697,6 +746,24 @@ class SharedFeed:
         if self.degraded:
             self.degraded = False
             log.info("fleet: Redis answers again: topics return to one holder each")
+
+
+def _refusal_of(error: GatewayError) -> tuple[str, event_wire.Refusal] | None:
+    """What followers are told of an upstream refusal: ALP's words and the kind of refusal."""
+    if isinstance(error, TopicRefused):
+        kind = Refusal.TOPIC_NOT_FOUND if error.not_found else Refusal.INVALID_TOPIC
+        return error.alp_message, kind
+    if isinstance(error, PrivateLoginRefused):
+        return error.alp_message, Refusal.LOGIN_REFUSED
+    return None
+
+
+def _error_of(topic: str, message: event_wire.RelayedRefusal) -> GatewayError:
+    """The error a follower's consumers end with: the one the holder's consumers got."""
+    if message.reason is Refusal.LOGIN_REFUSED:
+        return PrivateLoginRefused(topic.removeprefix(PRIVATE_PREFIX), message.message)
+    not_found = message.reason is Refusal.TOPIC_NOT_FOUND
+    return TopicRefused(topic, message.message, not_found=not_found)
 
 
 def _text(value: bytes | str) -> str:

@@ -3,12 +3,13 @@
 One message per upstream event or state change, on the topic's channel:
 `e|holder|seq|Type|json` (an event; `seq` counts 1, 2, ... per holder and topic, so a follower
 sees a gap), `s|holder|seq|state` (subscribed, reconnecting, resynced) and
-`r|holder|seq|0 or 1|message` (ALP refused the topic; 1 = not found). Events are msgspec JSON of
+`r|holder|seq|reason|message` (ALP refused the topic: Refusal below). Events are msgspec JSON of
 the ws_events dataclasses: Decimals travel as their exact text, never through a float.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Final
 
@@ -39,12 +40,18 @@ class RelayedStatus:
     state: StreamState
 
 
+class Refusal(enum.StrEnum):
+    INVALID_TOPIC = "0"  # "Invalid topic"
+    TOPIC_NOT_FOUND = "1"  # "Topic does not exist"
+    LOGIN_REFUSED = "L"  # an account's private login, refused again and again
+
+
 @dataclass(frozen=True, slots=True)
 class RelayedRefusal:
     holder: str
     seq: int
     message: str
-    not_found: bool
+    reason: Refusal
 
 
 Message = Relayed | RelayedStatus | RelayedRefusal
@@ -68,8 +75,8 @@ def encode_status(holder: str, seq: int, state: StreamState) -> bytes:
     return f"s|{holder}|{seq}|{state.value}".encode()
 
 
-def encode_refusal(holder: str, seq: int, message: str, *, not_found: bool) -> bytes:
-    return f"r|{holder}|{seq}|{int(not_found)}|{message}".encode()
+def encode_refusal(holder: str, seq: int, message: str, reason: Refusal) -> bytes:
+    return f"r|{holder}|{seq}|{reason.value}|{message}".encode()
 
 
 def decode(data: bytes) -> Message:
@@ -80,8 +87,9 @@ def decode(data: bytes) -> Message:
     try:
         if parts[0] == b"s" and len(parts) == 4:
             return RelayedStatus(holder, seq, StreamState(parts[3].decode()))
-        if parts[0] == b"r" and len(parts) == 5 and parts[3] in (b"0", b"1"):
-            return RelayedRefusal(holder, seq, parts[4].decode(errors="replace"), parts[3] == b"1")
+        if parts[0] == b"r" and len(parts) == 5:
+            reason = Refusal(parts[3].decode(errors="replace"))
+            return RelayedRefusal(holder, seq, parts[4].decode(errors="replace"), reason)
         if parts[0] == b"e" and len(parts) == 5:
             cls = EVENT_TYPES.get(parts[3].decode(errors="replace"))
             if cls is not None:

@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -29,6 +29,17 @@ PRIVATE_TOPIC = "private"
 AUTH_GRACE_S = 1.0
 # Consecutive refused logins (each with a freshly fetched token) before the consumers are told.
 MAX_REFUSALS = 3
+
+
+class AccountFeed(Protocol):
+    """What streams need of an account's private events: its PrivateFeed, or a fleet member's
+    view of the one private socket the fleet keeps for the account (cluster/topic_share.py)."""
+
+    async def add(self, listener: FeedListener) -> None: ...
+
+    async def remove(self, listener: FeedListener) -> None: ...
+
+    def is_live(self) -> bool: ...
 
 
 class PrivateFeed:

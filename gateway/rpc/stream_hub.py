@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from gateway.core import ws_events
 from gateway.errors import GatewayError
-from gateway.exchange.ws_private import PrivateFeed
+from gateway.exchange.ws_private import AccountFeed
 from gateway.exchange.ws_public import TopicFeed
 from gateway.rpc import stream_encode as enc
 from gateway.rpc.delivery import MAX_MESSAGE_BYTES, MESSAGE_CAP_BYTES, Delivery
@@ -282,7 +282,7 @@ CHANNELS: dict[str, tuple[int, Encoder, Callable[[Any], list[Any]]]] = {
 class StreamHub:
     """Owns the TopicChannels: creates one on first use, registers it with its feed once."""
 
-    def __init__(self, public: TopicFeed, private: Callable[[str], PrivateFeed]) -> None:
+    def __init__(self, public: TopicFeed, private: Callable[[str], AccountFeed]) -> None:
         self._public = public
         self._private = private
         self._channels: dict[tuple[str, str], TopicChannel] = {}

@@ -12,13 +12,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
-from alp.v3 import stream_pb2, stream_pb2_grpc
+from alp.v3 import common_pb2, stream_pb2, stream_pb2_grpc
 
 from gateway.app import Gateway
 from gateway.cluster.topic_share import Role, SharedFeed
 from gateway.sandbox import Sandbox
 from tests.cluster.conftest import RedisServer
 from tests.gateway.conftest import gateway_config
+from tests.gateway.test_streams import place
 
 LEASE_S = 1.0
 PAIRS = ("BTC_USDT", "ETH_USDT", "ETH_BTC", "LTC_USDT", "SOL_USDT")
@@ -215,3 +216,28 @@ async def test_redis_outage_falls_back_to_own_subscriptions_and_recovers(
             await reader.wait(lambda r=reader: r.trades[-1:] == [12])  # type: ignore[misc]
             assert reader.trades.count(12) == 1 and reader.ended is None
             await reader.close()
+
+
+async def test_an_accounts_private_socket_is_one_for_the_fleet(
+    sandbox: Sandbox, redis_url: str
+) -> None:
+    async with fleet(sandbox, redis_url) as (members, channels):
+        calls = [
+            stream_pb2_grpc.StreamServiceStub(ch).StreamOrderUpdates(
+                stream_pb2.StreamOrderUpdatesRequest(), metadata=(("x-alp-account", "demo"),)
+            )
+            for ch in channels
+        ]
+        for call in calls:
+            first = await asyncio.wait_for(call.read(), 5.0)
+            assert first.status.state == SUBSCRIBED
+        assert sandbox.stats.ws_auth_commands == 1  # one login, on one socket, for three members
+        assert sandbox.stats.ws_open == 1
+        assert sum(len(share_of(m).held()) for m in members) == 1
+        order_id = await place(channels[2], common_pb2.ORDER_SIDE_BUY, "0.01", "1000")
+        for call in calls:  # every member's consumer: the order, once
+            message = await asyncio.wait_for(call.read(), 5.0)
+            assert [o.order_id for o in message.orders] == [order_id]
+            assert message.orders[0].base_amount == "0.01"  # exact through the relay
+        for call in calls:
+            call.cancel()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gateway.core import event_wire
 from gateway.core import ws_events as ev
-from gateway.core.event_wire import Relayed, RelayedRefusal, RelayedStatus, WireError
+from gateway.core.event_wire import Refusal, Relayed, RelayedRefusal, RelayedStatus, WireError
 from gateway.core.stream_state import StreamState
 
 decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
@@ -71,8 +71,9 @@ def test_statuses_and_refusals_round_trip() -> None:
             "m", 3, state
         )
     message = "Topic | does not exist"
-    data = event_wire.encode_refusal("m", 4, message, not_found=True)
-    assert event_wire.decode(data) == RelayedRefusal("m", 4, message, True)
+    for reason in Refusal:
+        data = event_wire.encode_refusal("m", 4, message, reason)
+        assert event_wire.decode(data) == RelayedRefusal("m", 4, message, reason)
 
 
 def test_events_that_are_not_relayed() -> None:
