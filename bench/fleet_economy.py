@@ -18,11 +18,8 @@ import contextlib
 import json
 import math
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -31,6 +28,7 @@ import grpc
 from alp.v3 import stream_pb2, stream_pb2_grpc
 
 from bench._util import ROOT, machine
+from bench.fleet import free_port, redis_server
 from gateway.sandbox import Sandbox, SandboxConfig
 
 PAIRS = ("BTC_USDT", "ETH_USDT", "ETH_BTC", "LTC_USDT", "SOL_USDT")
@@ -38,39 +36,6 @@ TOPICS = [(stream_pb2.CHANNEL_TRADES, p) for p in PAIRS] + [
     (stream_pb2.CHANNEL_BOOK_DIFFS, p) for p in PAIRS
 ]
 PRIVATE_PER_MEMBER = 3
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server is not installed (bash scripts/polyglot_deps.sh installs it)")
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="alp-bench-redis-") as workdir:
-        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        proc = subprocess.Popen(
-            [*args, "--appendonly", "no", "--dir", workdir],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            for _ in range(500):
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2),
-                ):
-                    break
-                time.sleep(0.02)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.kill()
-            proc.wait()
 
 
 @contextlib.contextmanager

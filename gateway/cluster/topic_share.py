@@ -118,9 +118,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
-OUTBOX_LIMIT = (
-    50_000  # messages waiting for Redis; beyond it they are dropped (followers see a gap)
-)
+# Records waiting for Redis; beyond it they are dropped (followers see a gap and resync).
+OUTBOX_LIMIT = 50_000
+# Records a pipeline: a burst never holds the event loop (and the lease renewals) for long.
+MAX_FLUSH = 4_000
+MAX_JOINED = 500  # records a message
 
 
 PRIVATE_PREFIX = "private:"  # "private:ACCOUNT": an account's private socket, shared like a topic
@@ -248,7 +250,7 @@ class SharedFeed:
             raise ValueError("lease_s must be > 0")
         self.inner = inner
         self._redis = redis
-        self.member_id = member_id.replace("|", "_")
+        self.member_id = member_id.replace("|", "_").replace("\n", "_")  # safe in a record
         self._supervisor = supervisor
         self._lease_ms = max(1, int(lease_s * 1000))
         self.tick_s = lease_s / 4
@@ -572,23 +574,36 @@ class SharedFeed:
         self._outbox_ready.set()
 
     async def _publish_loop(self) -> None:
-        """Sends what the holder queued, in order, one pipeline per batch."""
+        """Sends what the holder queued, in order: consecutive records of one channel go out as
+        one message (event_wire.join), at most MAX_FLUSH records a pipeline so that a burst
+        never holds the event loop (and the lease renewals) for long."""
         while True:
             await self._outbox_ready.wait()
-            self._outbox_ready.clear()
-            batch, self._outbox = self._outbox, []
+            batch, self._outbox = self._outbox[:MAX_FLUSH], self._outbox[MAX_FLUSH:]
+            if not self._outbox:
+                self._outbox_ready.clear()
             pipe = self._redis.pipeline(transaction=False)
+            run: list[bytes] = []
+            channel = ""
             for kind, target, data in batch:
+                if kind == "pub" and target == channel and len(run) < MAX_JOINED:
+                    run.append(data)
+                    continue
+                if run:
+                    pipe.publish(channel, event_wire.join(run))
+                run, channel = [], ""
                 if kind == "pub":
-                    pipe.publish(target, data)
-                else:
-                    entry = self._topics.get(target)
-                    if entry is not None:
-                        await self._live(
-                            keys=self._keys(entry)[:2],
-                            args=[self.member_id, self._lease_ms, data.decode()],
-                            client=pipe,
-                        )
+                    run, channel = [data], target
+                    continue
+                entry = self._topics.get(target)
+                if entry is not None:
+                    await self._live(
+                        keys=self._keys(entry)[:2],
+                        args=[self.member_id, self._lease_ms, data.decode()],
+                        client=pipe,
+                    )
+            if run:
+                pipe.publish(channel, event_wire.join(run))
             try:
                 await pipe.execute()
             except REDIS_ERRORS as exc:
@@ -627,7 +642,9 @@ class SharedFeed:
                 await self._renew_pubsub(pubsub)
                 continue
             if message is not None and message.get("type") == "message":
-                self._on_message(_text(message["channel"]), message["data"])
+                channel = _text(message["channel"])
+                for record in event_wire.split(message["data"]):
+                    self._on_message(channel, record)
 
     async def _renew_pubsub(self, broken: PubSub) -> None:
         with contextlib.suppress(*REDIS_ERRORS):

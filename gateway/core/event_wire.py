@@ -4,7 +4,9 @@ One message per upstream event or state change, on the topic's channel:
 `e|holder|seq|Type|json` (an event; `seq` counts 1, 2, ... per holder and topic, so a follower
 sees a gap), `s|holder|seq|state` (subscribed, reconnecting, resynced) and
 `r|holder|seq|reason|message` (ALP refused the topic: Refusal below). Events are msgspec JSON of
-the ws_events dataclasses: Decimals travel as their exact text, never through a float.
+the ws_events dataclasses: Decimals travel as their exact text, never through a float. A holder
+sends a burst of records of one topic as one message, the records joined by newlines (JSON text
+from msgspec never contains a raw newline, and the headers are member ids and numbers).
 """
 
 from __future__ import annotations
@@ -76,7 +78,16 @@ def encode_status(holder: str, seq: int, state: StreamState) -> bytes:
 
 
 def encode_refusal(holder: str, seq: int, message: str, reason: Refusal) -> bytes:
-    return f"r|{holder}|{seq}|{reason.value}|{message}".encode()
+    text = message.replace("\r", " ").replace("\n", " ")  # one record, one line
+    return f"r|{holder}|{seq}|{reason.value}|{text}".encode()
+
+
+def join(records: list[bytes]) -> bytes:
+    return b"\n".join(records)
+
+
+def split(message: bytes) -> list[bytes]:
+    return message.split(b"\n")
 
 
 def decode(data: bytes) -> Message:

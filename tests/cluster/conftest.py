@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -15,6 +16,26 @@ from redis.asyncio import Redis
 
 from gateway.cluster.redis_conn import connect
 from gateway.sandbox import Sandbox, SandboxConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def member_env(sandbox: Sandbox, redis_url: str, **settings: str) -> dict[str, str]:
+    """The environment of an `alp-gateway serve` fleet member run from this checkout."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'generated'}",
+        "ALP_GATEWAY_UPSTREAM_REST_URL": sandbox.rest_url,
+        "ALP_GATEWAY_UPSTREAM_WS_URL": sandbox.ws_url,
+        "ALP_GATEWAY_CLUSTER_REDIS_URL": redis_url,
+        "ALP_GATEWAY_AUDIT_PATH": "",
+        "ALP_GATEWAY_METRICS_ENABLED": "false",
+        "ALP_GATEWAY_HEALTH_HTTP_PORT": "0",
+        "ALP_GATEWAY_DRAIN_GRACE_S": "1",
+        "ALP_GATEWAY_LOG_LEVEL": "WARNING",
+    }
+    env.update({f"ALP_GATEWAY_{name.upper()}": value for name, value in settings.items()})
+    return env
 
 
 def free_port() -> int:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,31 +21,17 @@ import pytest
 from alp.v3 import gateway_service_pb2, gateway_service_pb2_grpc, stream_pb2, stream_pb2_grpc
 
 from gateway.sandbox import Sandbox
-from tests.cluster.conftest import RedisServer, free_port
+from tests.cluster.conftest import ROOT, RedisServer, free_port, member_env
 from tests.cluster.test_topic_share import RECONNECTING, RESYNCED, SUBSCRIBED, Reader
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 1.0
 
 
 @contextlib.contextmanager
 def member(sandbox: Sandbox, redis: RedisServer) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'generated'}",
-        "ALP_GATEWAY_UPSTREAM_REST_URL": sandbox.rest_url,
-        "ALP_GATEWAY_UPSTREAM_WS_URL": sandbox.ws_url,
-        "ALP_GATEWAY_CLUSTER_REDIS_URL": redis.url,
-        "ALP_GATEWAY_CLUSTER_TOPIC_LEASE_S": str(LEASE_S),
-        "ALP_GATEWAY_WS_LINGER_S": "0.05",
-        "ALP_GATEWAY_AUDIT_PATH": "",
-        "ALP_GATEWAY_METRICS_ENABLED": "false",
-        "ALP_GATEWAY_HEALTH_HTTP_PORT": "0",
-        "ALP_GATEWAY_DRAIN_GRACE_S": "1",
-        "ALP_GATEWAY_LOG_LEVEL": "WARNING",
-    }
+    env = member_env(sandbox, redis.url, cluster_topic_lease_s=str(LEASE_S), ws_linger_s="0.05")
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--dev-mode"],
         env=env,

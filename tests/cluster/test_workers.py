@@ -15,10 +15,9 @@ import pytest
 from alp.v3 import gateway_service_pb2, gateway_service_pb2_grpc
 
 from gateway.sandbox import Sandbox
-from tests.cluster.conftest import RedisServer, free_port
+from tests.cluster.conftest import ROOT, RedisServer, free_port, member_env
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -26,20 +25,12 @@ async def fleet(
     sandbox: Sandbox, own_redis_server: RedisServer
 ) -> AsyncIterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'generated'}",
-        "ALP_GATEWAY_UPSTREAM_REST_URL": sandbox.rest_url,
-        "ALP_GATEWAY_UPSTREAM_WS_URL": sandbox.ws_url,
-        "ALP_GATEWAY_CLUSTER_REDIS_URL": own_redis_server.url,
-        "ALP_GATEWAY_ACCOUNT_DEMO_API_KEY": "demo-key",
-        "ALP_GATEWAY_ACCOUNT_DEMO_API_SECRET": "demo-secret",
-        "ALP_GATEWAY_AUDIT_PATH": "",
-        "ALP_GATEWAY_METRICS_ENABLED": "false",
-        "ALP_GATEWAY_HEALTH_HTTP_PORT": "0",
-        "ALP_GATEWAY_DRAIN_GRACE_S": "1",
-        "ALP_GATEWAY_LOG_LEVEL": "WARNING",
-    }
+    env = member_env(
+        sandbox,
+        own_redis_server.url,
+        account_demo_api_key="demo-key",
+        account_demo_api_secret="demo-secret",
+    )
     parent = subprocess.Popen(  # noqa: ASYNC220  # started once; the test awaits around it
         [
             sys.executable,

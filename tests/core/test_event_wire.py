@@ -107,3 +107,20 @@ def test_bytes_no_member_wrote_are_a_wire_error(data: bytes) -> None:
 def test_any_bytes_decode_or_raise_wire_error(data: bytes) -> None:
     with contextlib.suppress(WireError):  # anything else escaping fails the test
         event_wire.decode(data)
+
+
+@given(st.lists(events, min_size=1, max_size=8))
+def test_a_burst_joined_into_one_message_splits_back_into_its_records(
+    burst: list[ev.WsEvent],
+) -> None:
+    records = [event_wire.encode_event("m:1", n + 1, e) for n, e in enumerate(burst)]
+    assert all(r is not None for r in records)
+    joined = event_wire.join([r for r in records if r is not None])
+    back = [event_wire.decode(r) for r in event_wire.split(joined)]
+    assert back == [Relayed("m:1", n + 1, e) for n, e in enumerate(burst)]
+
+
+def test_a_refusal_with_line_breaks_stays_one_record() -> None:
+    data = event_wire.encode_refusal("m", 1, "bad\ntopic\r\n", Refusal.INVALID_TOPIC)
+    assert event_wire.split(data) == [data]
+    assert event_wire.decode(data) == RelayedRefusal("m", 1, "bad topic  ", Refusal.INVALID_TOPIC)
