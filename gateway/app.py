@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from contextlib import AsyncExitStack
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -17,16 +15,11 @@ import grpc
 
 from gateway.audit import AuditLog
 from gateway.config import AccountCredentials, GatewayConfig, startup_checks
-from gateway.core import rest_requests
 from gateway.core.callers import Caller, CallerRegistry
 from gateway.core.token_policy import Secret
 from gateway.errors import (
-    AuthFailed,
     ConfigError,
     Draining,
-    GatewayError,
-    RateLimited,
-    UpstreamHttpError,
 )
 from gateway.exchange.limiter import RateLimiter
 from gateway.exchange.order_desk import DeskSettings, OrderDesk
@@ -37,9 +30,10 @@ from gateway.exchange.ws_connection import WsSettings
 from gateway.exchange.ws_private import PrivateFeed
 from gateway.exchange.ws_public import PublicFeed
 from gateway.feeds import Feeds
+from gateway.health_monitor import HealthMonitor
 from gateway.metrics import GatewayMetrics, HealthCollector, StateCollector
 from gateway.rpc.caller_auth import CallerGate
-from gateway.rpc.server import build_server, health_statuses, set_health
+from gateway.rpc.server import build_server, health_statuses
 from gateway.rpc.stream import StreamServicer
 from gateway.rpc.stream_hub import StreamHub
 from gateway.status import (
@@ -79,14 +73,11 @@ class Gateway:
         self.audit: AuditLog | None = None
         self.desk: OrderDesk | None = None
         self.metrics = GatewayMetrics()
-        self.health = Health(accounts=tuple(config.accounts))
-        self.health_http_port = 0
+        self.monitor: HealthMonitor | None = None
         self._stack = AsyncExitStack()
         self._server: Any = None
-        self._health: Any = None
         self.supervisor = Supervisor("gateway")
         self.fleet: Fleet | None = None
-        self._first_check = asyncio.Event()
 
     @property
     def public_feed(self) -> PublicFeed | None:
@@ -195,22 +186,28 @@ class Gateway:
             observer=self.metrics if config.settings.metrics.enabled else None,
             reuse_port=config.settings.listen.reuse_port,
         )
-        self.health = Health(accounts=tuple(config.accounts))
-        await set_health(health, health_statuses(self.health))  # NOT_SERVING until checked
+        monitor = self.monitor = HealthMonitor(
+            self.upstream,
+            tuple(config.accounts),
+            interval_s=config.settings.health.interval_s,
+            failing=self.supervisor.failing,
+        )
+        await monitor.publish_to(health)  # NOT_SERVING until checked
         self.port = self._bind(server, config)
         await server.start()
-        self._server, self._health = server, health
+        self._server = server
         self._stack.push_async_callback(self._abort_server)  # a failed start stops it too
         if config.settings.health.http_port:
-            await self._start_health_http(
+            runner = await monitor.serve_http(
                 config.settings.listen.host, config.settings.health.http_port
             )
-        self.supervisor.start("health", self._health_loop)
+            self._stack.push_async_callback(runner.cleanup)
+        self.supervisor.start("health", monitor.run)
         if config.settings.metrics.enabled:
             self._start_metrics(config)
         # the first check decides SERVING; start-up waits for it, but not for a silent ALP
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first_check.wait(), self._check_budget_s() + 1.0)
+            await asyncio.wait_for(monitor.first_check.wait(), monitor.budget_s + 1.0)
         log.info("gateway listening on %s:%d", config.settings.listen.host, self.port)
 
     def _caller_registry(self, config: GatewayConfig) -> CallerRegistry | None:
@@ -368,133 +365,24 @@ class Gateway:
 
     # -- health ---------------------------------------------------------------------------------
     @property
+    def health(self) -> Health:
+        if self.monitor is None:
+            return Health(accounts=tuple(self.config.accounts))
+        return self.monitor.verdict
+
+    @property
     def serving(self) -> bool:
         return self.health.serving
 
-    def _check_budget_s(self) -> float:
-        return min(5.0, self.config.settings.health.interval_s)
-
-    async def check(self, *, accounts: bool = True) -> Health:
-        """One upstream check: ALP answers GET /time (a 429 is an answer), and with `accounts`
-        each account's key is accepted by one private call (GET /accounts/accounts, read lane), so
-        a key ALP stopped accepting is seen even while its token is still held."""
-        assert self.upstream is not None
-        budget = self._check_budget_s()
-        deadline = time.monotonic() + budget
-        reachable, reason = True, ""
-        try:
-            async with asyncio.timeout(budget):
-                await self.upstream.client.call(rest_requests.server_time(), deadline=deadline)
-        except TimeoutError:
-            reachable, reason = False, "ALP did not answer"
-            log.warning("health check: GET /time: no answer within %.1fs", budget)
-        except GatewayError as exc:
-            if not _rate_limited(exc):
-                reachable, reason = False, "ALP unreachable"
-                log.warning("health check: GET /time: %s: %s", type(exc).__name__, exc)
-        refusals: dict[str, str | None] = {}
-        if reachable and accounts:
-            sessions = list(self.upstream.accounts.values())
-            answers = await asyncio.gather(*(self._check_account(s, deadline) for s in sessions))
-            refusals = {s.name: answer for s, answer in zip(sessions, answers, strict=True)}
-        return self.health.checked_as(reachable, reason, refusals)
-
-    async def _check_account(self, session: AccountSession, deadline: float) -> str | None:
-        """ALP's refusal of the account's key, "" when accepted, None when it cannot tell."""
-        assert self.upstream is not None
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                await self.upstream.client.call(
-                    rest_requests.accounts(), account=session, deadline=deadline
-                )
-        except (AuthFailed, UpstreamHttpError) as exc:
-            if isinstance(exc, AuthFailed) or exc.http_status in (401, 403):
-                return f"HTTP {exc.http_status} {exc.code}: {exc.message[:200]}"
-            return None  # 429 or an ALP fault: says nothing about the key
-        except (GatewayError, TimeoutError):
-            return None
-        return ""
-
-    async def _apply(self, verdict: Health) -> None:
-        """Adopt a verdict: health services, and one log line per change (never a secret)."""
-        old, self.health = self.health, verdict
-        for account in verdict.accounts:
-            was, now = old.refused.get(account), verdict.refused.get(account)
-            if now and now != was:
-                log.warning("health: ALP refuses account %s: %s", account, now)
-            elif was and not now:
-                log.warning("health: ALP accepts account %s again", account)
-        if (verdict.serving, verdict.why()) != (old.serving, old.why()):
-            log.warning(
-                "health: %s", "SERVING" if verdict.serving else f"NOT_SERVING ({verdict.why()})"
-            )
-        if verdict.serving and verdict.accounts_serving != old.accounts_serving:
-            log.warning(
-                "health: account services %s",
-                "SERVING" if verdict.accounts_serving else "NOT_SERVING (no account accepted)",
-            )
-        if self._health is not None:
-            await set_health(self._health, health_statuses(verdict))
+    @property
+    def health_http_port(self) -> int:
+        return self.monitor.http_port if self.monitor else 0
 
     async def _abort_server(self) -> None:
         """Only when start-up failed after binding: stop at once (stop() has cleared _server)."""
         if self._server is not None:
             server, self._server = self._server, None
             await server.stop(0)
-
-    async def _health_loop(self) -> None:
-        """Checks now and every health.interval_s; an unexpected error ends one check, not this.
-
-        The first check (start-up waits for it) only asks whether ALP answers: tokens stay lazy,
-        so start-up makes no POST /auth; every later check also asks about each account."""
-        first = True
-        while True:
-            try:
-                verdict = await self.check(accounts=not first)
-                failing = tuple(self.supervisor.failing())
-                if failing != verdict.failing_loops:
-                    verdict = replace(verdict, failing_loops=failing)
-                await self._apply(verdict)
-            except Exception:
-                log.exception("health check failed unexpectedly; the last verdict stands")
-            first = False
-            self._first_check.set()
-            await asyncio.sleep(self.config.settings.health.interval_s)
-
-    async def _start_health_http(self, host: str, port: int) -> None:
-        """Plaintext /healthz (process alive) and /readyz (200 only while SERVING), which TLS
-        and mTLS on the gRPC port do not block. A port that cannot be bound is logged, not fatal:
-        gRPC keeps serving and readiness probes fail, so no traffic is sent to this replica."""
-        from aiohttp import web
-
-        async def healthz(request: web.Request) -> web.Response:
-            return web.json_response({"status": "alive"})
-
-        async def readyz(request: web.Request) -> web.Response:
-            verdict = self.health
-            body = {
-                "status": "SERVING" if verdict.serving else "NOT_SERVING",
-                "reason": verdict.why(),
-            }
-            return web.json_response(body, status=200 if verdict.serving else 503)
-
-        app = web.Application()
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/readyz", readyz)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        self._stack.push_async_callback(runner.cleanup)
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
-            log.error(
-                "health: cannot serve HTTP /healthz and /readyz on %s:%d: %s (set health.http_port)",
-                host,
-                port,
-                (exc.strerror or str(exc)).lower(),
-            )
-            return
-        self.health_http_port = port
 
     # -- status ---------------------------------------------------------------------------------
     def state(self) -> GatewayState:
@@ -568,8 +456,8 @@ class Gateway:
         """Drain: NOT_SERVING, streams end UNAVAILABLE, in-flight calls get `grace_s`, then close."""
         grace = self.config.settings.drain.grace_s if grace_s is None else grace_s
         await self.supervisor.stop("health")
-        if self._health is not None:
-            await self._apply(replace(self.health, draining=True))
+        if self.monitor is not None:
+            await self.monitor.draining()
         if self.streams is not None:
             self.streams.end_all(Draining())
         if self._server is not None:
@@ -587,13 +475,6 @@ class Gateway:
                     await self.desk.wait_idle(cut_margin * 0.8)
             await stopping
         await self._stack.aclose()
-
-
-def _rate_limited(exc: GatewayError) -> bool:
-    """ALP answered 429, or our limiter paused after one: ALP is there, only busy."""
-    return isinstance(exc, RateLimited) or (
-        isinstance(exc, UpstreamHttpError) and exc.http_status == 429
-    )
 
 
 async def run_until_signalled(config: GatewayConfig) -> None:

@@ -179,7 +179,7 @@ async def test_one_refused_account_keeps_market_data_serving(
         return tokens.expires_at is not None
 
     await eventually(checked_once)
-    caplog.set_level(logging.WARNING, logger="gateway.app")
+    caplog.set_level(logging.WARNING, logger="gateway.health_monitor")
     sandbox.set_key_state("desk-b-key", "deleted")  # while its token lives
 
     async def desk_b_refused() -> bool:
