@@ -311,6 +311,7 @@ class Gateway:
             linger_s=ws.linger_s,
             auth_grace_s=ws.auth_grace_s,
             fleet=self.fleet,
+            accounts=tuple(upstream.accounts),
             topic_lease_s=config.settings.cluster.topic_lease_s,
         )
         self._stack.push_async_callback(self.feeds.close)

@@ -37,6 +37,7 @@ class Feeds:
         linger_s: float,
         auth_grace_s: float,
         fleet: Fleet | None = None,
+        accounts: tuple[str, ...] = (),
         topic_lease_s: float = 3.0,
     ) -> None:
         self._session = session
@@ -58,6 +59,7 @@ class Feeds:
             self.shared = fleet.shared_feed(
                 self.public,
                 self.private_feed,
+                accounts=accounts,
                 supervisor=supervisor,
                 lease_s=topic_lease_s,
                 linger_s=linger_s,

@@ -57,12 +57,13 @@ class Fleet:
         public: PublicFeed,
         private: Callable[[str], AccountFeed],
         *,
+        accounts: tuple[str, ...],
         supervisor: Supervisor,
         lease_s: float,
         linger_s: float,
     ) -> SharedFeed:
         return SharedFeed(
-            UpstreamTopics(public, private),
+            UpstreamTopics(public, private, accounts),
             self.redis,
             self.members.member_id,
             supervisor=supervisor,

@@ -80,16 +80,20 @@ end
 return {holder or '', redis.call('GET', KEYS[2]) or '', wanted}
 """
 
-# KEYS wanted (the fleet's wanted topics), leader. ARGV me, lease ms, key prefix. The leader
-# takes every wanted topic nobody holds; returns those topics.
+# KEYS wanted (the fleet's wanted topics), leader. ARGV me, lease ms, key prefix, then the
+# accounts this member has. The leader takes every wanted topic nobody holds that it can serve
+# (a private topic only for one of its accounts); returns those topics.
 _CLAIM = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local mine = {}
+for i = 4, #ARGV do mine['private:' .. ARGV[i]] = true end
 local claimed = {}
 for _, topic in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if redis.call('SET', ARGV[3] .. topic .. ':holder', ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local servable = string.sub(topic, 1, 8) ~= 'private:' or mine[topic]
+  if servable and redis.call('SET', ARGV[3] .. topic .. ':holder', ARGV[1], 'NX', 'PX', ARGV[2]) then
     table.insert(claimed, topic)
   end
 end
@@ -110,6 +114,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
+"""
+
+# KEYS a topic's holder lease. ARGV me, lease ms. Takes it if free; 1 if taken.
+_TAKE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
 """
 
 # KEYS a lease. ARGV me. Deletes it if it is this member's.
@@ -133,9 +143,19 @@ class UpstreamTopics:
     "private:ACCOUNT" on the account's PrivateFeed (its one socket, logged in with the fleet's
     token for the account). Every member must have the same accounts configured."""
 
-    def __init__(self, public: PublicFeed, private: Callable[[str], AccountFeed]) -> None:
+    def __init__(
+        self,
+        public: PublicFeed,
+        private: Callable[[str], AccountFeed],
+        accounts: tuple[str, ...] = (),
+    ) -> None:
         self.public = public
         self._private = private
+        self._accounts = accounts
+
+    def accounts(self) -> tuple[str, ...]:
+        """The ALP accounts whose private socket this member can hold."""
+        return self._accounts
 
     async def add(self, topic: str, listener: FeedListener) -> None:
         if topic.startswith(PRIVATE_PREFIX):
@@ -212,6 +232,7 @@ class _Topic:
     seq_in: int | None = None  # follower: the last sequence number read from `holder`
     seq_out: int = 0  # holder: the last sequence number published
     idle_since: float | None = None  # holder: since when no member wants the topic
+    orphan_since: float | None = None  # wanted here: since when no member holds it
 
 
 class _Relay:
@@ -269,6 +290,7 @@ class SharedFeed:
         self._live = redis.register_script(_LIVE)
         self._release = redis.register_script(_RELEASE)
         self._resign = redis.register_script(_RESIGN)
+        self._take = redis.register_script(_TAKE)
         self._pubsub: PubSub | None = None
         self._followed: set[str] = set()  # channels subscribed on `_pubsub`
         self._outbox: list[tuple[str, str, bytes]] = []  # (kind, topic or channel, data)
@@ -390,7 +412,7 @@ class SharedFeed:
             )
         await self._claim(
             keys=[self._wanted_key, self._leader_key],
-            args=[self.member_id, self._lease_ms, self._prefix],
+            args=[self.member_id, self._lease_ms, self._prefix, *self.inner.accounts()],
             client=pipe,
         )
         leader, *replies, claimed = await pipe.execute()
@@ -444,6 +466,8 @@ class SharedFeed:
 
     async def _adopt(self, entry: _Topic, answer: Answer) -> bool:
         """Act on Redis's answer for one topic (under the lock); True if it awaits a holder."""
+        if answer.holder:
+            entry.orphan_since = None
         if answer.holder == self.member_id:
             if entry.role is not Role.HOLDER:
                 await self._become_holder(entry)
@@ -461,10 +485,25 @@ class SharedFeed:
                 self._mark_lost(entry.name)
                 entry.role, entry.holder = Role.NONE, ""
             await self._follow(entry.channel)
-            return True
+            return not await self._take_orphan(entry)  # still waiting for a holder?
         else:  # another member's topic we no longer want, or a lease we lost with nobody here
             await self._forget(entry)
         return False
+
+    async def _take_orphan(self, entry: _Topic) -> bool:
+        """After a whole lease without a holder (a leader that cannot serve the topic, or one
+        whose loop is stuck), this member takes the topic itself."""
+        now = self._clock()
+        if entry.orphan_since is None:
+            entry.orphan_since = now
+            return False
+        if now - entry.orphan_since < self._lease_ms / 1000:
+            return False
+        if not await self._take(keys=self._keys(entry)[:1], args=[self.member_id, self._lease_ms]):
+            return False
+        log.warning("fleet: topic %s had no holder for a lease: taking it", entry.name)
+        await self._become_holder(entry)
+        return True
 
     def _redis_nudge(self) -> None:
         self._queue("pub", self._nudge_channel, b"wanted")

@@ -241,3 +241,33 @@ async def test_an_accounts_private_socket_is_one_for_the_fleet(
             assert message.orders[0].base_amount == "0.01"  # exact through the relay
         for call in calls:
             call.cancel()
+
+
+async def test_a_topic_the_leader_cannot_serve_is_taken_by_a_member_that_wants_it(
+    sandbox: Sandbox, redis_url: str
+) -> None:
+    """The leader lacks account demo: it never claims private:demo; after a lease without a
+    holder the member whose consumer wants it takes it itself."""
+    full = gateway_config(sandbox, cluster__redis_url=redis_url, cluster__topic_lease_s=LEASE_S)
+    partial = full.with_accounts({"desk-b": full.accounts["desk-b"]}).with_overrides(
+        accounts__default="desk-b"
+    )
+    async with Gateway(partial) as leader, Gateway(full) as member:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{leader.port}") as to_leader,
+            grpc.aio.insecure_channel(f"127.0.0.1:{member.port}") as to_member,
+        ):
+            first = Reader(to_leader, "BTC_USDT")  # the partial member wants first: it leads
+            await first.wait(lambda: SUBSCRIBED in first.state_list())
+            assert share_of(leader).leader == share_of(leader).member_id
+            call = stream_pb2_grpc.StreamServiceStub(to_member).StreamOrderUpdates(
+                stream_pb2.StreamOrderUpdatesRequest(), metadata=(("x-alp-account", "demo"),)
+            )
+            asked = time.monotonic()
+            status = await asyncio.wait_for(call.read(), LEASE_S * 3 + 2.0)
+            assert status.status.state == SUBSCRIBED
+            assert time.monotonic() - asked >= LEASE_S * 0.9  # it waited a lease for the leader
+            assert share_of(member).held() == ("private:demo",)
+            assert "private:demo" not in share_of(leader).roles()
+            call.cancel()
+            await first.close()
