@@ -23,7 +23,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from gateway.cluster.redis_conn import REDIS_ERRORS
-from gateway.core.idempotency import DEFAULT_WINDOW_S, Decision, Key, State
+from gateway.core.idempotency import DEFAULT_WINDOW_S, Decision, Key, State, decide
 from gateway.core.reconcile import Mark
 from gateway.errors import IdempotencyUnavailable
 from gateway.exchange.order_intents import IntentView
@@ -119,16 +119,10 @@ class RedisIntents:
         server_ms = int(words[1])
         fields = dict(zip(words[2::2], words[3::2], strict=True))
         view = _view(fields)
-        if view.fingerprint != fingerprint:
-            return Decision.CONFLICT, view
-        if view.state is State.PLACED:
-            return Decision.REPLAY, view
-        if view.state is State.UNKNOWN:
-            return Decision.RECHECK, view
-        if server_ms > int(float(fields.get("lease_until", "0"))):
-            # the member that sent it is gone (or hung): look at ALP's list, never send again
-            return Decision.RECHECK, view
-        return Decision.WAIT, view
+        # a lease run out: the member that sent it is gone (or hung): look at ALP's list,
+        # never send again
+        gone = server_ms > int(float(fields.get("lease_until", "0")))
+        return decide(view.fingerprint, view.state, fingerprint, sender_gone=gone), view
 
     async def _record(self, key: Key, what: str, fields: Mapping[str, str]) -> None:
         mapping: dict[str | bytes, str | bytes] = {k: v for k, v in fields.items()}

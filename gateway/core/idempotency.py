@@ -66,6 +66,20 @@ class Decision(enum.Enum):
     CONFLICT = "conflict"  # same key, other parameters
 
 
+def decide(stored: str, state: State, fingerprint_: str, *, sender_gone: bool = False) -> Decision:
+    """What a request with `fingerprint_` does about the intent already stored under its key:
+    another order under the same key is a CONFLICT; a placed one is REPLAYED; one whose outcome
+    is unknown, or whose sender is gone while in flight, is RECHECKED against ALP; one still in
+    flight is WAITED for. One rule for this process's store and the fleet's (cluster/intents)."""
+    if stored != fingerprint_:
+        return Decision.CONFLICT
+    if state is State.PLACED:
+        return Decision.REPLAY
+    if state is State.IN_FLIGHT and not sender_gone:
+        return Decision.WAIT
+    return Decision.RECHECK
+
+
 class IdempotencyStore:
     def __init__(self, window_s: float = DEFAULT_WINDOW_S, max_keys: int = MAX_KEYS) -> None:
         if window_s <= 0 or max_keys < 1:
@@ -89,13 +103,7 @@ class IdempotencyStore:
             while len(self._intents) > self._max:
                 self._intents.popitem(last=False)
             return Decision.PROCEED, intent
-        if intent.fingerprint != print_:
-            return Decision.CONFLICT, intent
-        if intent.state is State.IN_FLIGHT:
-            return Decision.WAIT, intent
-        if intent.state is State.PLACED:
-            return Decision.REPLAY, intent
-        return Decision.RECHECK, intent
+        return decide(intent.fingerprint, intent.state, print_), intent
 
     def placed(self, key: Key, order_ids: tuple[int, ...], *, reconciled: bool) -> None:
         intent = self._intents[key]

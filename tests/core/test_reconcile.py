@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.core.constants import OrderSide, OrderType, WalletType
-from gateway.core.idempotency import Decision, IdempotencyStore, fingerprint
+from gateway.core.idempotency import Decision, IdempotencyStore, State, decide, fingerprint
 from gateway.core.models import Order
 from gateway.core.reconcile import LISTED_ORDERS, Mark, Verdict, lookup
 from gateway.core.validation import OrderSpec
@@ -93,3 +93,17 @@ def test_the_fingerprint_is_the_order_not_its_spelling_or_key() -> None:
     same = dataclasses.replace(SPEC, limit_price=D("20000.00"), client_order_id="other")
     assert fingerprint(same) == fingerprint(SPEC)
     assert fingerprint(dataclasses.replace(SPEC, base_amount=D("0.02"))) != fingerprint(SPEC)
+
+
+def test_one_idempotency_rule_for_process_and_fleet() -> None:
+    same, other = "fp", "other"
+    table = [
+        ((other, State.PLACED, False), Decision.CONFLICT),
+        ((other, State.IN_FLIGHT, True), Decision.CONFLICT),
+        ((same, State.PLACED, True), Decision.REPLAY),
+        ((same, State.IN_FLIGHT, False), Decision.WAIT),
+        ((same, State.IN_FLIGHT, True), Decision.RECHECK),  # its sender's lease ran out
+        ((same, State.UNKNOWN, False), Decision.RECHECK),
+    ]
+    for (stored, state, gone), want in table:
+        assert decide(stored, state, same, sender_gone=gone) is want, (stored, state, gone)
