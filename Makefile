@@ -65,7 +65,7 @@ unit: venv
 pytest-all: venv
 	$(BIN)/python -m pytest --durations=15
 
-## A benchmark with the plotting extra installed: make bench [BENCH=fleet_fanout] [BENCH_ARGS="--workers 1,2,4"]
+## A benchmark with the plotting extra and its tools (scripts/bench_deps.sh) installed: make bench [BENCH=fleet_fanout] [BENCH_ARGS="--workers 1,2,4"]
 BENCH ?= fleet_fanout
 BENCH_ARGS ?=
 BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
@@ -74,6 +74,7 @@ $(BENCH_STAMP): $(STAMP)
 	touch $@
 
 bench: $(BENCH_STAMP)
+	bash scripts/bench_deps.sh
 	$(BIN)/python -m bench.$(BENCH) $(BENCH_ARGS)
 
 clean:
