@@ -11,10 +11,12 @@ drift of RSS after a warm-up minute; goal < 5 %.
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import subprocess
 import time
 
-from bench._util import PY, ROOT, machine, process
+from bench._util import PY, ROOT, cpu_seconds, machine, process
 
 
 def rss_kib(pid: int) -> int:
@@ -58,11 +60,15 @@ def clients(
     return procs
 
 
-def wait_ready(procs: list[subprocess.Popen[str]]) -> None:
+def wait_ready(
+    procs: list[subprocess.Popen[str]], upstream: subprocess.Popen[str] | None = None
+) -> None:
     for proc in procs:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.strip() == "ready", line
+    if upstream is not None:  # the synthetic upstream publishes only after SIGUSR1
+        upstream.send_signal(signal.SIGUSR1)
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write("go\n")
@@ -111,7 +117,7 @@ def main() -> None:
     with (
         process(
             [PY, "-m", "bench.synthetic_upstream", "--rate", "100"], {"ws": r"(ws://[\d.:]+/ws)"}
-        ) as (_, upstream),
+        ) as (upstream_proc, upstream),
         process(
             [PY, "-m", "gateway", "serve", "--dev-mode", "--port", "0"],
             {"target": r"serving gRPC on ([\d.]+:\d+)"},
@@ -119,14 +125,23 @@ def main() -> None:
         ) as (gw_proc, gw),
     ):
         procs = clients(gw["target"], 1000, duration=args.soak, per_process=500)
-        wait_ready(procs)
+        wait_ready(procs, upstream_proc)
         samples: list[tuple[float, int]] = []
+        cpu_began = cpu_seconds(gw_proc.pid)
         began = time.monotonic()
         while time.monotonic() - began < args.soak:
             samples.append((time.monotonic() - began, rss_kib(gw_proc.pid)))
             time.sleep(10)
-        for proc in procs:
-            proc.wait(timeout=args.soak + 120)
+        gateway_cpu = cpu_seconds(gw_proc.pid) - cpu_began
+        outputs = [proc.communicate(timeout=args.soak + 120)[0] for proc in procs]
+        results = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    delivered = sum(r["events_per_s"] for r in results)
+    print(
+        f"load: {delivered:,.0f} events/s delivered to 1,000 streams (offered 100,000), "
+        f"p50 {max(r['p50_ms'] for r in results):.1f} ms, p99 {max(r['p99_ms'] for r in results):.1f}"
+        f" ms; gateway CPU {gateway_cpu:.0f} s in {args.soak:.0f} s",
+        flush=True,
+    )
     warm = [rss for t, rss in samples if t >= 60] or [samples[-1][1]]
     drift = (warm[-1] - warm[0]) / warm[0] * 100
     print(
