@@ -207,7 +207,8 @@ class Gateway:
             self._start_metrics(config)
         # the first check decides SERVING; start-up waits for it, but not for a silent ALP
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(monitor.first_check.wait(), monitor.budget_s + 1.0)
+            async with asyncio.timeout(monitor.budget_s + 1.0):
+                await monitor.first_check.wait()
         log.info("gateway listening on %s:%d", config.settings.listen.host, self.port)
 
     def _caller_registry(self, config: GatewayConfig) -> CallerRegistry | None:

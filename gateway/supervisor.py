@@ -10,7 +10,6 @@ loop. One-shot tasks (`restart=False`) run once; their failure is logged and kep
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import random
@@ -136,8 +135,7 @@ class Supervisor:
         """Cancel one child and wait until it has ended."""
         task = self.cancel(name)
         if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait({task})
+            await _until_done({task})
 
     async def close(self) -> None:
         """Cancel every child, wait for all of them, refuse new ones."""
@@ -149,7 +147,8 @@ class Supervisor:
         runner, self._runner = self._runner, None
         if runner is asyncio.current_task():
             return
-        await asyncio.wait({runner})
+        children = {c.task for c in self._children.values() if c.task is not None}
+        await _until_done({runner}, also=children)
 
     # -- reporting --------------------------------------------------------------------------------
     def status(self) -> list[LoopStatus]:
@@ -246,3 +245,21 @@ class Supervisor:
                 )
             )
         status.state = LoopState.DONE
+
+
+RECANCEL_S = 1.0
+
+
+async def _until_done(
+    tasks: set[asyncio.Task[None]], also: set[asyncio.Task[None]] | None = None
+) -> None:
+    """Wait for `tasks`, cancelling again every RECANCEL_S the ones (and the `also` tasks) still
+    running: a library can swallow a cancel (redis-py 8 returns from a pipeline's execute() now
+    and then although its task was cancelled meanwhile), and a stop must still end."""
+    while True:
+        _, pending = await asyncio.wait(tasks, timeout=RECANCEL_S)
+        if not pending:
+            return
+        for task in pending | {t for t in also or () if not t.done()}:
+            if task is not asyncio.current_task():
+                task.cancel()

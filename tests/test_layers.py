@@ -59,3 +59,15 @@ def test_layer_imports(layer: str) -> None:
 
 def test_the_check_sees_imports() -> None:
     assert "asyncio" in imports_of(ROOT / "supervisor.py")
+
+
+def test_no_asyncio_wait_for_in_the_gateway() -> None:
+    """On Python 3.11 `asyncio.wait_for` swallows a cancel that arrives as the awaited thing
+    completes: a supervised loop waiting that way (the linger, the lease tick) could outlive its
+    stop() and hang shutdown. `async with asyncio.timeout(...)` does not; use it instead."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in sorted(ROOT.rglob("*.py"))
+        if "wait_for(" in path.read_text()
+    ]
+    assert offenders == []

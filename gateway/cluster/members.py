@@ -10,7 +10,7 @@ import uuid
 
 from redis.asyncio import Redis
 
-from gateway.cluster.redis_conn import REDIS_ERRORS
+from gateway.cluster.redis_conn import REDIS_ERRORS, honour_cancel
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ class FleetMembers:
         while True:
             try:
                 await self.heartbeat()
+                honour_cancel()
             except REDIS_ERRORS as exc:
                 if not self._unreachable:
                     self._unreachable = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -70,3 +71,13 @@ def connect(
     except ValueError:  # the message may quote the URL, password included
         raise ConfigError("cluster.redis_url", f"not a valid Redis URL: {redacted(url)}") from None
     return Redis.from_pool(pool)
+
+
+def honour_cancel() -> None:
+    """Raise the cancel a Redis call swallowed: redis-py 8 now and then returns normally from a
+    pipeline's execute() although its task was cancelled meanwhile (measured: dozens in 1,500
+    cancels timed at random), so a loop that goes on would outlive its stop. Loops call this
+    after each Redis round trip."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

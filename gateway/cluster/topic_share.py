@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from gateway.cluster.redis_conn import REDIS_ERRORS
+from gateway.cluster.redis_conn import REDIS_ERRORS, honour_cancel
 from gateway.core import event_wire, ws_events
 from gateway.core.event_wire import Refusal
 from gateway.core.stream_state import Notice, StreamState, TopicStates, coalesce
@@ -337,8 +337,9 @@ class SharedFeed:
             if entry.listeners or entry.role is Role.HOLDER:
                 return  # a holder keeps the topic while other members want it (see _adopt)
             await self._forget(entry)
-            with contextlib.suppress(*REDIS_ERRORS):
-                await self._ask([entry])  # withdraw this member's interest now, not by expiry
+            if not self.degraded:  # (while Redis is away the interest expires by itself)
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await self._exchange([entry])  # withdraw this member's interest now
 
     def is_live(self, topic: str) -> bool:
         return self._states.is_live(topic)
@@ -428,6 +429,7 @@ class SharedFeed:
     async def _act(
         self, entries: list[_Topic], leader: str, answers: list[Answer], claimed: list[str]
     ) -> None:
+        await self._follow(self._nudge_channel)  # (again, if Redis was down when first asked)
         self._redis_fine()
         if leader != self.leader:
             if leader == self.member_id:
@@ -449,7 +451,8 @@ class SharedFeed:
         sends the topics our consumers want to our own upstream subscriptions until it answers."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._tick_now.wait(), self.tick_s)
+                async with asyncio.timeout(self.tick_s):  # not wait_for: it can swallow
+                    await self._tick_now.wait()  # the cancel that stops this loop (3.11)
             self._tick_now.clear()
             async with self._lock:
                 entries = list(self._topics.values())
@@ -457,6 +460,7 @@ class SharedFeed:
                     continue
                 try:
                     await self._exchange(entries)
+                    honour_cancel()
                 except REDIS_ERRORS as exc:
                     self._redis_trouble(exc)
                     with self._batched():
@@ -650,6 +654,7 @@ class SharedFeed:
                 self._redis_trouble(exc)
             else:
                 self.stats.published += len(batch)
+            honour_cancel()
 
     # -- follower side --------------------------------------------------------------------------
     async def _follow(self, channel: str) -> None:
@@ -664,7 +669,7 @@ class SharedFeed:
         if channel not in self._followed:
             return
         self._followed.discard(channel)
-        if self._pubsub is not None:
+        if self._pubsub is not None and not self.degraded:  # a renewed pubsub drops it anyway
             await self._pubsub.unsubscribe(channel)
 
     async def _read_loop(self) -> None:
@@ -674,9 +679,13 @@ class SharedFeed:
             if pubsub is None or not self._followed:
                 await asyncio.sleep(self.tick_s)
                 continue
+            if pubsub.connection is None:  # its subscribe never got through (Redis was down)
+                await self._renew_pubsub(pubsub)
+                continue
             try:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except REDIS_ERRORS as exc:
+                honour_cancel()
+            except REDIS_ERRORS as exc:  # an outage is the fleet's degraded state, not a failure
                 self._redis_trouble(exc)
                 await self._renew_pubsub(pubsub)
                 continue

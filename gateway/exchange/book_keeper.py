@@ -133,7 +133,8 @@ class BookKeeper:
     async def wait_seeded(self, within_s: float) -> None:
         """Until the first snapshot landed; raises the refusal if ALP refused the pair."""
         if self.refusal is None:
-            await asyncio.wait_for(self._settled.wait(), within_s)
+            async with asyncio.timeout(within_s):  # (wait_for can swallow a cancel on 3.11)
+                await self._settled.wait()
         if self.refusal is not None:
             raise self.refusal
 
@@ -227,7 +228,8 @@ class BookKeeper:
         topics are already acknowledged (then the REST answer is all there is)."""
         if not all(self._feed.is_live(t) for t in self.topics):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._topics_answered.wait(), self._verdict_grace)
+                async with asyncio.timeout(self._verdict_grace):
+                    await self._topics_answered.wait()
         self._refuse(error)  # a no-op when on_rejected came first
 
     def _schedule_resnapshot(self, *, resync: bool = True) -> None:

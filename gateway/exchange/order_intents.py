@@ -115,7 +115,8 @@ class LocalIntents:
     async def wait_change(self, key: Key, timeout_s: float) -> None:
         event = self._changed.setdefault(key, asyncio.Event())
         try:
-            await asyncio.wait_for(event.wait(), max(0.0, timeout_s))
+            async with asyncio.timeout(max(0.0, timeout_s)):
+                await event.wait()
         except TimeoutError:
             return
 

@@ -230,7 +230,8 @@ class PrivateFeed:
             raise ConnectionError("socket closed before auth was sent")
         self.auth_frames_sent += 1
         try:
-            refusal = await asyncio.wait_for(asyncio.shield(answer), self._auth_grace_s)
+            async with asyncio.timeout(self._auth_grace_s):
+                refusal = await asyncio.shield(answer)
         except TimeoutError:
             refusal = None  # no refusal within the grace: ALP took it
         finally:

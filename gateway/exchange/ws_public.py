@@ -345,7 +345,10 @@ class PublicFeed:
             delay = deadline - self._clock()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._linger_wakeup.wait(), delay)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel
+                    # that stops this loop when the wakeup fires at the same moment
+                    async with asyncio.timeout(delay):
+                        await self._linger_wakeup.wait()
                 continue
             async with self._lock:
                 await self._apply(self._table.due(self._clock()))

@@ -202,6 +202,12 @@ async def test_redis_outage_falls_back_to_own_subscriptions_and_recovers(
         assert await sandbox.inject_ws_frame(trade_frame("SOL_USDT", 11), topic="trade.SOL_USDT")
         for reader in readers:
             await reader.wait(lambda r=reader: r.trades == [11])  # type: ignore[misc]
+        await asyncio.sleep(LEASE_S * 3)  # a long outage: many ticks and reads fail meanwhile
+        for member in members:  # degraded, not failing: nothing restarts, health is not touched
+            loops = {loop.name: loop for loop in member.supervisor.status()}
+            assert not member.supervisor.failing()
+            assert all(loops[n].restarts == 0 for n in ("fleet:topics", "fleet:relay-in"))
+            assert member.state().fleet.degraded
         own_redis_server.start()
         await readers[0].wait(
             lambda: (
@@ -213,7 +219,12 @@ async def test_redis_outage_falls_back_to_own_subscriptions_and_recovers(
         )
         assert await sandbox.inject_ws_frame(trade_frame("SOL_USDT", 12), topic="trade.SOL_USDT")
         for reader in readers:
-            await reader.wait(lambda r=reader: r.trades[-1:] == [12])  # type: ignore[misc]
+            try:
+                await reader.wait(lambda r=reader: r.trades[-1:] == [12])  # type: ignore[misc]
+            except AssertionError as exc:
+                shares = [share_of(m) for m in members]
+                seen = [(s.roles(), s.stats, s._followed, s.degraded) for s in shares]
+                raise AssertionError(f"{exc}; members: {seen}") from None
             assert reader.trades.count(12) == 1 and reader.ended is None
             await reader.close()
 

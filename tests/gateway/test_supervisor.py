@@ -4,6 +4,7 @@ no task behind; one child's failure never touches its siblings."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -177,3 +178,33 @@ async def test_feeds_leave_no_task_behind(sandbox: object) -> None:
         await supervisor.close()
     assert supervisor.task_count() == 0
     assert ours() == before == 0
+
+
+async def test_stop_and_close_end_a_child_that_swallowed_its_cancel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As redis-py 8 sometimes does inside a pipeline's execute(): the first cancel is eaten and
+    the loop goes on. stop() and close() cancel again until the child has ended."""
+    monkeypatch.setattr("gateway.supervisor.RECANCEL_S", 0.05)
+    swallowed: list[str] = []
+
+    def stubborn(name: str) -> Callable[[], Awaitable[None]]:
+        async def loop() -> None:
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    if name in swallowed:
+                        raise
+                    swallowed.append(name)  # eat the first one, as a library might
+
+        return loop
+
+    supervisor = Supervisor("swallow")
+    supervisor.start("a", stubborn("a"))
+    supervisor.start("b", stubborn("b"))
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(supervisor.stop("a"), 2.0)
+    assert swallowed == ["a"] and not supervisor.running("a")
+    await asyncio.wait_for(supervisor.close(), 2.0)
+    assert swallowed == ["a", "b"] and supervisor.task_count() == 0
