@@ -19,6 +19,10 @@ from tests.cluster.fleet import Member, fleet
 
 LIMIT = 10  # ALP's (the sandbox's) private calls per second, and the fleet's private_rps
 MARGIN_S = 0.05
+# The restart test reconnects and re-reads under load: an event-loop stall of a few tens of ms
+# between the limiter's grant and the sandbox's arrival time is normal on this 2-core box, and
+# with 0.05 s it drew one 429 in a full `make test` run (it measures shares, not utilisation).
+RESTART_MARGIN_S = 0.15
 
 # each member calls its own path, so the sandbox's log tells the members apart
 PATHS: list[tuple[str, Callable[[], RestRequest]]] = [
@@ -106,7 +110,11 @@ async def test_a_redis_restart_under_load_keeps_each_member_to_its_share(
 ) -> None:
     sandbox.faults.update({"rate_limit_per_s": LIMIT})
     async with fleet(
-        sandbox, own_redis_server.url, private_rps=LIMIT, margin_s=MARGIN_S, redis_timeout_s=0.2
+        sandbox,
+        own_redis_server.url,
+        private_rps=LIMIT,
+        margin_s=RESTART_MARGIN_S,
+        redis_timeout_s=0.2,
     ) as members:
         for member in members:
             await member.members.join()
@@ -148,7 +156,7 @@ async def test_a_redis_restart_under_load_keeps_each_member_to_its_share(
         assert all(m.budget is not None and m.budget.fallback_grants > 0 for m in members)
     assert sandbox.stats.rate_limited == 0
     # from the outage to the end of the recovery span, each member stayed within its share
-    alone = (stopped, restarted + 1 + MARGIN_S + 0.5 + 0.3)
+    alone = (stopped, restarted + 1 + RESTART_MARGIN_S + 0.5 + 0.3)
     for path, _ in PATHS:
         assert 0 < busiest(sends(sandbox, path, *alone)) <= share, path
     assert busiest(sends(sandbox, None, *alone)) <= 3 * share
