@@ -233,6 +233,7 @@ class _Topic:
     seq_out: int = 0  # holder: the last sequence number published
     idle_since: float | None = None  # holder: since when no member wants the topic
     orphan_since: float | None = None  # wanted here: since when no member holds it
+    refused: bool = False  # holder: ALP refused the topic
 
 
 class _Relay:
@@ -475,7 +476,9 @@ class SharedFeed:
         if answer.holder == self.member_id:
             if entry.role is not Role.HOLDER:
                 await self._become_holder(entry)
-            if entry.listeners or answer.wanted > 0:
+            if entry.refused:  # ALP refused it: nothing to hold
+                await self._let_go(entry)
+            elif entry.listeners or answer.wanted > 0:
                 entry.idle_since = None
             elif entry.idle_since is None:
                 entry.idle_since = self._clock()
@@ -552,8 +555,10 @@ class SharedFeed:
             await self._subscribe_upstream(entry)
 
     async def _let_go(self, entry: _Topic) -> None:
-        """No member has wanted the topic for `linger_s`: unsubscribe and free the lease."""
-        log.info("fleet: releasing topic %s (no member wants it)", entry.name)
+        """Unsubscribe and free the lease: no member has wanted the topic for `linger_s`, or ALP
+        refused it."""
+        why = "ALP refused it" if entry.refused else "no member wants it"
+        log.info("fleet: releasing topic %s (%s)", entry.name, why)
         with contextlib.suppress(*REDIS_ERRORS):
             await self._release(keys=self._keys(entry), args=[self.member_id])
         await self._forget(entry)
@@ -600,6 +605,10 @@ class SharedFeed:
             entry.seq_out += 1
             data = event_wire.encode_refusal(self.member_id, entry.seq_out, *refusal)
             self._queue("pub", entry.channel, data)
+            # let go at the next tick: a member whose consumer asks later finds no holder, the
+            # leader claims it again and that consumer hears ALP's refusal afresh
+            entry.refused = True
+            self._tick_now.set()
         self._refuse(entry, error)
 
     def _publish_status(self, entry: _Topic, state: StreamState) -> None:

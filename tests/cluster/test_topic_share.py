@@ -13,9 +13,12 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 from alp.v3 import common_pb2, stream_pb2, stream_pb2_grpc
+from redis.asyncio import Redis
 
 from gateway.app import Gateway
 from gateway.cluster.topic_share import Role, SharedFeed
+from gateway.core import event_wire
+from gateway.core.stream_state import StreamState
 from gateway.sandbox import Sandbox
 from tests.cluster.conftest import RedisServer
 from tests.gateway.conftest import gateway_config
@@ -282,3 +285,60 @@ async def test_a_topic_the_leader_cannot_serve_is_taken_by_a_member_that_wants_i
             assert "private:demo" not in share_of(leader).roles()
             call.cancel()
             await first.close()
+
+
+async def test_a_topic_alp_refuses_ends_the_streams_of_every_member_even_later_ones(
+    sandbox: Sandbox, redis_url: str
+) -> None:
+    """The holder relays ALP's "Topic does not exist" and lets the topic go, so a consumer that
+    asks afterwards on another member hears the refusal afresh instead of waiting forever."""
+    async with fleet(sandbox, redis_url, size=2) as (members, channels):
+
+        async def refused(channel: grpc.aio.Channel) -> grpc.aio.AioRpcError:
+            call = stream_pb2_grpc.StreamServiceStub(channel).StreamTrades(
+                stream_pb2.StreamTradesRequest(pairs=["NOPE_USDT"])
+            )
+            try:
+                async with asyncio.timeout(LEASE_S * 3 + 3):
+                    async for _ in call:
+                        pass
+            except grpc.aio.AioRpcError as exc:
+                return exc
+            raise AssertionError("the stream ended without an error")
+
+        together = await asyncio.gather(refused(channels[0]), refused(channels[1]))
+        later = await refused(channels[1])
+        for error in (*together, later):
+            assert error.code() is grpc.StatusCode.NOT_FOUND
+            assert "NOPE_USDT" in (error.details() or "")
+        stop_at = time.monotonic() + LEASE_S * 2  # and no member keeps holding it
+        while any("trade.NOPE_USDT" in share_of(m).roles() for m in members):
+            assert time.monotonic() < stop_at, [share_of(m).roles() for m in members]
+            await asyncio.sleep(0.05)
+
+
+async def test_a_gap_in_the_holders_numbering_is_a_resync_and_garbage_is_counted(
+    sandbox: Sandbox, redis_url: str, redis_client: Redis
+) -> None:
+    async with fleet(sandbox, redis_url, size=2) as (members, channels):
+        first = Reader(channels[0], "LTC_USDT")  # member 0 wants it first: it holds
+        await first.wait(lambda: SUBSCRIBED in first.state_list())
+        follower = Reader(channels[1], "LTC_USDT")
+        await follower.wait(lambda: SUBSCRIBED in follower.state_list())
+        share = share_of(members[1])
+        assert share.roles() == {"trade.LTC_USDT": Role.FOLLOWER}
+        assert await sandbox.inject_ws_frame(trade_frame("LTC_USDT", 5), topic="trade.LTC_USDT")
+        await follower.wait(lambda: follower.trades == [5])  # numbering known from here on
+        channel = "alp-gateway:topic:trade.LTC_USDT"
+        await redis_client.publish(channel, b"\xff not a record")
+        await follower.wait(lambda: share.stats.undecodable == 1)
+        assert follower.state_list() == [SUBSCRIBED]  # garbage changes nothing
+        holder = share_of(members[0]).member_id
+        skipped = share_of(members[0])._topics["trade.LTC_USDT"].seq_out + 5
+        await redis_client.publish(
+            channel, event_wire.encode_status(holder, skipped, StreamState.SUBSCRIBED)
+        )
+        await follower.wait(lambda: follower.state_list() == [SUBSCRIBED, RECONNECTING, RESYNCED])
+        assert share.stats.gaps == 1 and first.state_list() == [SUBSCRIBED]
+        await follower.close()
+        await first.close()
