@@ -27,18 +27,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from statistics import median
 
-from bench._util import PY, ROOT, machine, process
+from bench._util import PY, ROOT, free_port, machine, process
 
 METHODS = {
     "ListPairs": "/alp.v3.MarketDataService/ListPairs",
     "ListTickers (cached)": "/alp.v3.MarketDataService/ListTickers",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager

@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 
+from bench._util import free_port
 from gateway.cluster import FleetMembers, RedisBudget, SharedTokens, connect
 from gateway.core import rest_requests
 from gateway.core.token_policy import Secret
@@ -36,12 +37,6 @@ from gateway.exchange.token_manager import TokenManager
 from gateway.sandbox import Sandbox, SandboxConfig
 
 NAMESPACE = "bench-fleet"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def member(args: argparse.Namespace) -> dict[str, Any]:

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._util import PY, ROOT, child_pids, cpu_seconds, machine, percentile
+from bench._util import PY, ROOT, child_pids, cpu_seconds, free_port, machine, percentile
 
 RESULTS = ROOT / "bench" / "results"
 PREFIX = "fleet_fanout"  # --out-prefix: names of the files written into RESULTS
@@ -144,10 +144,6 @@ def stop_all() -> None:
 
 
 # -- the pieces of one run -------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def answers_ping(port: int) -> bool:
