@@ -13,6 +13,7 @@ from typing import Final
 
 from gateway.core.constants import OrderSide, OrderType, StopOperator, WalletType
 from gateway.core.decimals import DecimalFormatError, decimal_places, parse_caller_decimal
+from gateway.core.models import Pair
 from gateway.errors import ValidationError
 
 PAIR_PATTERN: Final = re.compile(r"[A-Z0-9]{2,16}_[A-Z0-9]{2,16}")
@@ -68,16 +69,6 @@ class OrderSpec:
     stop_operator: StopOperator | None
     client_order_id: str | None
     post_only: bool
-
-
-@dataclass(frozen=True)
-class PairRules:
-    name: str
-    price_precision: int
-    amount_precision: int
-    min_order_size: Decimal
-    max_order_size: Decimal
-    min_order_value: Decimal
 
 
 @dataclass(frozen=True)
@@ -147,7 +138,7 @@ def _positive(text: str | None, field: str, problems: _Violations) -> Decimal | 
     return value
 
 
-def validate_order(draft: OrderDraft, rules: PairRules | None) -> OrderSpec:
+def validate_order(draft: OrderDraft, rules: Pair | None) -> OrderSpec:
     problems = _Violations()
     if not PAIR_PATTERN.fullmatch(draft.pair or ""):
         problems.add("pair", "must be an upper-case pair symbol such as BTC_USDT")
@@ -216,7 +207,7 @@ def _check_rules(
     order_type: OrderType,
     side: OrderSide | None,
     values: dict[str, Decimal | None],
-    rules: PairRules,
+    rules: Pair,
     problems: _Violations,
 ) -> None:
     for name in ("limit_price", "stop_price"):
@@ -229,10 +220,10 @@ def _check_rules(
             problems.add(
                 f"{prefix}.base_amount", f"at most {rules.amount_precision} decimal places"
             )
-        elif base < rules.min_order_size or base > rules.max_order_size:
+        elif base < rules.minimum_order_size or base > rules.maximum_order_size:
             problems.add(
                 f"{prefix}.base_amount",
-                f"must be between {rules.min_order_size} and {rules.max_order_size}",
+                f"must be between {rules.minimum_order_size} and {rules.maximum_order_size}",
             )
     price = values["limit_price"] or values["stop_price"]
     value: Decimal | None = None
@@ -242,8 +233,8 @@ def _check_rules(
     elif order_type is OrderType.MARKET and values["quote_amount"] is not None:
         value = values["quote_amount"]
         field = "market.quote_amount"
-    if value is not None and value < rules.min_order_value:
-        problems.add(field, f"order value must be at least {rules.min_order_value}")
+    if value is not None and value < rules.minimum_order_value:
+        problems.add(field, f"order value must be at least {rules.minimum_order_value}")
 
 
 def validate_cancel(kind: str, ids: Sequence[int], pair: str) -> CancelTarget:

@@ -74,6 +74,17 @@ class Placed:
 
 
 @dataclass(frozen=True)
+class _Attempt:
+    """One PlaceOrder call as it moves between the desk's steps."""
+
+    account: AccountSession
+    spec: OrderSpec
+    key: Key | None  # (caller, account, client_order_id) when the caller gave an id
+    deadline: float
+    request_id: str
+
+
+@dataclass(frozen=True)
 class Cancelled:
     payload: object  # ALP's answer (None for an empty 2xx)
     reconciled_statuses: dict[int, str] | None = None  # order id -> status, when reconciled
@@ -153,7 +164,7 @@ class OrderDesk:
             if spec.client_order_id is not None:
                 key = (caller, account.name, spec.client_order_id)
             try:
-                return await self._place(account, spec, key, deadline, request_id)
+                return await self._place(_Attempt(account, spec, key, deadline, request_id))
             except asyncio.CancelledError:
                 if not self._was_cut():
                     raise
@@ -161,21 +172,15 @@ class OrderDesk:
                     spec.client_order_id or "", (), "gateway shut down mid-call"
                 ) from None
 
-    async def _place(
-        self,
-        account: AccountSession,
-        spec: OrderSpec,
-        key: Key | None,
-        deadline: float,
-        request_id: str,
-    ) -> Placed:
+    async def _place(self, attempt: _Attempt) -> Placed:
+        key = attempt.key
         if key is None:
-            return await self._send(account, spec, None, deadline, request_id)
-        print_ = fingerprint(spec)
+            return await self._send(attempt)
+        print_ = fingerprint(attempt.spec)
         while True:
             decision, intent = await self.intents.begin(key, print_, self._wall())
             if decision is Decision.PROCEED:
-                return await self._send(account, spec, key, deadline, request_id)
+                return await self._send(attempt)
             if decision is Decision.CONFLICT:
                 raise ValidationError(
                     "client_order_id", "already used for an order with other parameters"
@@ -183,21 +188,15 @@ class OrderDesk:
             if decision is Decision.REPLAY:
                 return Placed(intent.order_ids, intent.reconciled)
             if decision is Decision.RECHECK:
-                return await self._recheck(account, spec, key, intent, deadline)
+                return await self._recheck(attempt, key, intent)
             # WAIT: the first attempt is running; its end wakes us
-            remaining = deadline - self._clock()
+            remaining = attempt.deadline - self._clock()
             if remaining <= 0:
                 raise OrderOutcomeUnknown(key[2], (), "the first attempt is still running")
             await self.intents.wait_change(key, remaining)
 
-    async def _send(
-        self,
-        account: AccountSession,
-        spec: OrderSpec,
-        key: Key | None,
-        deadline: float,
-        request_id: str,
-    ) -> Placed:
+    async def _send(self, attempt: _Attempt) -> Placed:
+        account, spec, key = attempt.account, attempt.spec, attempt.key
         mark = Mark(self._newest.get(account.name), self._wall(), self._settings.clock_skew_s)
         if key is not None:
             await self.intents.set_mark(key, mark)
@@ -207,8 +206,8 @@ class OrderDesk:
             payload = await self._upstream.private(
                 account,
                 body,
-                deadline=self._send_deadline(deadline),
-                request_id=request_id,
+                deadline=self._send_deadline(attempt.deadline),
+                request_id=attempt.request_id,
                 lane=Lane.TRADE,
             )
         except UpstreamError as exc:
@@ -230,7 +229,7 @@ class OrderDesk:
             "PlaceOrder on %s ambiguous (%s); reconciling", account.name, type(cause).__name__
         )
         try:
-            verdict, candidates = await self._look(account, spec, mark, deadline, self._clock())
+            verdict, candidates = await self._look(attempt, mark, self._clock())
         except BaseException:
             await self._unknown(key, ())
             raise
@@ -267,21 +266,14 @@ class OrderDesk:
             await _shielded(self.intents.placed(key, ids, reconciled=reconciled))
         return Placed(ids, reconciled)
 
-    async def _recheck(
-        self,
-        account: AccountSession,
-        spec: OrderSpec,
-        key: Key,
-        intent: IntentView,
-        deadline: float,
-    ) -> Placed:
+    async def _recheck(self, attempt: _Attempt, key: Key, intent: IntentView) -> Placed:
         """A retry of an intent that ended unknown: look again; never send."""
         mark = intent.mark or Mark(None, self._wall() - self._settings.idempotency_window_s)
         ended_at = intent.ended_at if intent.ended_at is not None else self._wall()
         given_up_at = self._clock() - max(0.0, self._wall() - ended_at)
-        verdict, candidates = await self._look(account, spec, mark, deadline, given_up_at)
+        verdict, candidates = await self._look(attempt, mark, given_up_at)
         if verdict is Verdict.FOUND:
-            return await self._placed(account, key, candidates, reconciled=True)
+            return await self._placed(attempt.account, key, candidates, reconciled=True)
         if verdict is Verdict.ABSENT:
             await self._forget(key)
             raise OrderNotPlaced(
@@ -290,12 +282,7 @@ class OrderDesk:
         raise OrderOutcomeUnknown(key[2], candidates or intent.candidates, "still undecided")
 
     async def _look(
-        self,
-        account: AccountSession,
-        spec: OrderSpec,
-        mark: Mark,
-        deadline: float,
-        given_up_at: float | None,
+        self, attempt: _Attempt, mark: Mark, given_up_at: float | None
     ) -> tuple[Verdict, tuple[int, ...]]:
         """List ALP's orders until a verdict; INCOMPLETE when the deadline comes first.
 
@@ -303,6 +290,7 @@ class OrderDesk:
         request ALP is still holding may yet create the order. Concurrent lookups on one account
         share each listing, so N ambiguous orders cost one request a round, not N.
         """
+        account, deadline = attempt.account, attempt.deadline
         s = self._settings
         settles_at = -1.0 if given_up_at is None else given_up_at + s.settle_s
         while True:
@@ -312,7 +300,7 @@ class OrderDesk:
                 log.warning("reconciliation lookup on %s failed: %s", account.name, exc)
                 return Verdict.INCOMPLETE, ()
             claimed = await self.intents.claimed(account.name)  # as of now, not as of the start
-            found = lookup(orders, spec, mark, claimed)
+            found = lookup(orders, attempt.spec, mark, claimed)
             if found.verdict in (Verdict.FOUND, Verdict.SEVERAL):
                 return found.verdict, found.candidates
             if found.verdict is Verdict.ABSENT and started_at >= settles_at:

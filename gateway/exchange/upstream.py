@@ -8,10 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.core import rest_parsing, rest_requests
+from gateway.core import models, rest_parsing, rest_requests
 from gateway.core.rate_limit import Lane
 from gateway.core.rest_requests import RestRequest
-from gateway.core.validation import PairRules
 from gateway.errors import UnknownAccount, UpstreamError
 from gateway.exchange.rest_client import AccountSession, RestClient
 
@@ -48,7 +47,7 @@ class Upstream:
         self._clock = clock
         self._cache: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, Any]] = {}
         self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Future[Any]] = {}
-        self._rules: dict[str, PairRules] = {}
+        self._rules: dict[str, models.Pair] = {}
         self._rules_at = -1e18
         self._rules_lock = asyncio.Lock()
         self.cache_stats = CacheStats()
@@ -103,7 +102,7 @@ class Upstream:
             request, account=account, deadline=deadline, request_id=request_id, lane=lane
         )
 
-    async def pair_rules(self, pair: str, *, deadline: float) -> PairRules | None:
+    async def pair_rules(self, pair: str, *, deadline: float) -> models.Pair | None:
         """Rules of `pair` from a cached GET /pairs; None when ALP cannot be asked right now.
 
         Raises KeyError when the pair list is known and does not contain `pair`.
@@ -116,19 +115,8 @@ class Upstream:
                         pairs = rest_parsing.parse_pairs(payload)
                     except UpstreamError:
                         return self._rules.get(pair)
-                    self._rules = {p.name: _rules_of(p) for p in pairs}
+                    self._rules = {p.name: p for p in pairs}
                     self._rules_at = self._clock()
         if pair not in self._rules:
             raise KeyError(pair)
         return self._rules[pair]
-
-
-def _rules_of(pair: Any) -> PairRules:
-    return PairRules(
-        name=pair.name,
-        price_precision=pair.price_precision,
-        amount_precision=pair.amount_precision,
-        min_order_size=pair.minimum_order_size,
-        max_order_size=pair.maximum_order_size,
-        min_order_value=pair.minimum_order_value,
-    )

@@ -20,12 +20,12 @@ from google.protobuf.message import Message
 
 from gateway.audit import AuditLog
 from gateway.core import rest_parsing, rest_requests
+from gateway.core.models import Pair
 from gateway.core.validation import (
     CancelByIds,
     CancelByPair,
     CancelTarget,
     OrderSpec,
-    PairRules,
     validate_cancel,
     validate_order,
     validate_pair,
@@ -156,7 +156,7 @@ class TradingServicer(UnaryServicerBase, trading_pb2_grpc.TradingServiceServicer
         )
 
     # -- helpers -------------------------------------------------------------------------------------
-    async def _rules(self, pair: str, deadline: float) -> PairRules | None:
+    async def _rules(self, pair: str, deadline: float) -> Pair | None:
         if not pair:
             return None  # validate_order reports the missing pair
         try:

@@ -16,13 +16,12 @@ from hypothesis import strategies as st
 from gateway.core import constants, rest_parsing, rest_requests
 from gateway.core.decimals import DecimalFormatError, format_decimal, parse_caller_decimal
 from gateway.core.json_codec import dumps_body, loads_exact
-from gateway.core.models import CancelResult
+from gateway.core.models import CancelResult, Pair
 from gateway.core.signing import sign
 from gateway.core.token_policy import Secret, needs_refresh, read_expiry
 from gateway.core.validation import (
     CancelByIds,
     OrderDraft,
-    PairRules,
     validate_cancel,
     validate_order,
 )
@@ -228,7 +227,7 @@ def test_place_order_body_is_exact_and_ordered() -> None:
     assert "demo-secret" not in repr(rest_requests.auth("demo-key", "demo-secret"))
 
 
-RULES = PairRules("BTC_USDT", 2, 6, D("0.0001"), D("100"), D("5"))
+RULES = Pair("BTC_USDT", "BTC", "USDT", 2, 6, D("0.0001"), D("100"), D("5"))
 
 
 @pytest.mark.parametrize(
@@ -310,7 +309,7 @@ def test_accepted_orders_respect_the_rules(draft: OrderDraft) -> None:
     except ValidationError:
         return
     if spec.base_amount is not None:
-        assert RULES.min_order_size <= spec.base_amount <= RULES.max_order_size
+        assert RULES.minimum_order_size <= spec.base_amount <= RULES.maximum_order_size
     for price in (spec.limit_price, spec.stop_price):
         assert price is None or (price > 0 and -price.as_tuple().exponent <= 2)  # type: ignore[operator]
 

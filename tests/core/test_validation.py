@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 
 from gateway.core.constants import OrderSide, OrderType, StopOperator, WalletType
 from gateway.core.decimals import decimal_places
+from gateway.core.models import Pair
 from gateway.core.validation import (
     MAX_CANCEL_IDS,
     CancelAll,
     CancelByIds,
     CancelByPair,
     OrderDraft,
-    PairRules,
     validate_cancel,
     validate_limit,
     validate_order,
@@ -27,11 +27,11 @@ from gateway.core.validation import (
 )
 from gateway.errors import ValidationError
 
-RULES = PairRules("BTC_USDT", 2, 4, Decimal("0.001"), Decimal("10"), Decimal("10"))
+RULES = Pair("BTC_USDT", "BTC", "USDT", 2, 4, Decimal("0.001"), Decimal("10"), Decimal("10"))
 LIMIT = OrderDraft("BTC_USDT", "BUY", "", "limit", "0.5", None, "45000.10", None, None, None, False)
 
 
-def _fields(draft: OrderDraft, rules: PairRules | None = RULES) -> list[str]:
+def _fields(draft: OrderDraft, rules: Pair | None = RULES) -> list[str]:
     with pytest.raises(ValidationError) as info:
         validate_order(draft, rules)
     return [field for field, _ in info.value.violations]
@@ -180,19 +180,21 @@ _drafts = st.builds(
     post_only=st.booleans(),
 )
 _rules = st.builds(
-    PairRules,
+    Pair,
     name=st.just("BTC_USDT"),
+    currency1=st.just("BTC"),
+    currency2=st.just("USDT"),
     price_precision=st.integers(0, 8),
     amount_precision=st.integers(0, 8),
-    min_order_size=st.decimals(min_value=Decimal("0.0001"), max_value=1, places=4),
-    max_order_size=st.decimals(min_value=1, max_value=1000, places=2),
-    min_order_value=st.decimals(min_value=0, max_value=100, places=2),
+    minimum_order_size=st.decimals(min_value=Decimal("0.0001"), max_value=1, places=4),
+    maximum_order_size=st.decimals(min_value=1, max_value=1000, places=2),
+    minimum_order_value=st.decimals(min_value=0, max_value=100, places=2),
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(_drafts, _rules)
-def test_accepted_specs_satisfy_rules(draft: OrderDraft, rules: PairRules) -> None:
+def test_accepted_specs_satisfy_rules(draft: OrderDraft, rules: Pair) -> None:
     try:
         spec = validate_order(draft, rules)
     except ValidationError as error:
@@ -205,17 +207,17 @@ def test_accepted_specs_satisfy_rules(draft: OrderDraft, rules: PairRules) -> No
         assert amount is None or amount > 0
     if spec.base_amount is not None:
         assert decimal_places(spec.base_amount) <= rules.amount_precision
-        assert rules.min_order_size <= spec.base_amount <= rules.max_order_size
+        assert rules.minimum_order_size <= spec.base_amount <= rules.maximum_order_size
     if spec.order_type is OrderType.MARKET:
         if spec.side is OrderSide.BUY:
             assert spec.quote_amount is not None and spec.base_amount is None
-            assert spec.quote_amount >= rules.min_order_value
+            assert spec.quote_amount >= rules.minimum_order_value
         else:
             assert spec.base_amount is not None and spec.quote_amount is None
     else:
         assert spec.base_amount is not None
         price = spec.limit_price or spec.stop_price
-        assert price is not None and spec.base_amount * price >= rules.min_order_value
+        assert price is not None and spec.base_amount * price >= rules.minimum_order_value
     if spec.order_type in (OrderType.STOP_LIMIT, OrderType.STOP_MARKET):
         assert spec.stop_price is not None and spec.stop_operator is not None
     if spec.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
@@ -243,8 +245,6 @@ def test_accepted_specs_satisfy_rules(draft: OrderDraft, rules: PairRules) -> No
     ),
     st.none() | _rules,
 )
-def test_arbitrary_text_raises_only_validation_error(
-    draft: OrderDraft, rules: PairRules | None
-) -> None:
+def test_arbitrary_text_raises_only_validation_error(draft: OrderDraft, rules: Pair | None) -> None:
     with contextlib.suppress(ValidationError):
         validate_order(draft, rules)
