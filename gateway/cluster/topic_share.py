@@ -317,6 +317,8 @@ class SharedFeed:
                 entry.listeners.add(listener)
                 if fresh and self._states.is_live(topic):
                     listener.on_status(StreamState.SUBSCRIBED, (topic,))
+                elif fresh and self._states.is_resyncing(topic):
+                    listener.on_status(StreamState.RECONNECTING, (topic,))
                 return
             entry = self._topics[topic] = _Topic(topic, self._prefix + topic, {listener})
             try:
@@ -478,7 +480,9 @@ class SharedFeed:
                 await self._become_holder(entry)
             if entry.refused:  # ALP refused it: nothing to hold
                 await self._let_go(entry)
-            elif entry.listeners or answer.wanted > 0:
+                return False
+            self._repair_live(entry, answer)
+            if entry.listeners or answer.wanted > 0:
                 entry.idle_since = None
             elif entry.idle_since is None:
                 entry.idle_since = self._clock()
@@ -496,6 +500,16 @@ class SharedFeed:
         else:  # another member's topic we no longer want, or a lease we lost with nobody here
             await self._forget(entry)
         return False
+
+    def _repair_live(self, entry: _Topic, answer: Answer) -> None:
+        """Write the `live` flag again when Redis disagrees with the holder's subscription: it
+        was lost with Redis (a restart without persistence) or with a failed publish, and a
+        member that starts following would otherwise never hear SUBSCRIBED."""
+        if entry.relay is None:
+            return
+        live = self.inner.is_live(entry.name)
+        if live != (answer.live == self.member_id):
+            self._queue("live", entry.name, b"1" if live else b"0")
 
     async def _take_orphan(self, entry: _Topic) -> bool:
         """After a whole lease without a holder (a leader that cannot serve the topic, or one
@@ -595,7 +609,7 @@ class SharedFeed:
         if entry.role is Role.HOLDER:
             self._publish_status(entry, state)
         if state is StreamState.RECONNECTING:
-            self._mark_lost(entry.name)
+            self._mark_down(entry.name)
         else:
             self._mark_live(entry.name)
 
@@ -748,7 +762,7 @@ class SharedFeed:
                 listener.on_event(entry.name, message.event)
         elif isinstance(message, event_wire.RelayedStatus):
             if message.state is StreamState.RECONNECTING:
-                self._mark_lost(entry.name)
+                self._mark_down(entry.name)
             else:
                 self._mark_live(entry.name)
         else:
@@ -771,6 +785,14 @@ class SharedFeed:
     def _mark_lost(self, topic: str) -> None:
         if self._states.is_live(topic):
             self._notify(self._states.lost((topic,)))
+
+    def _mark_down(self, topic: str) -> None:
+        """Upstream trouble (not a hand-over): consumers still waiting for their first ack hear
+        RECONNECTING too, instead of silence while ALP is unreachable."""
+        if self._states.is_live(topic):
+            self._notify(self._states.lost((topic,)))
+        else:
+            self._notify(self._states.unreachable((topic,)))
 
     def _mark_live(self, topic: str) -> None:
         if not self._states.is_live(topic):

@@ -34,6 +34,16 @@ class TopicStates:
         self._resyncing.update(lost)
         return [(StreamState.RECONNECTING, lost)] if lost else []
 
+    def is_resyncing(self, topic: str) -> bool:
+        return topic in self._resyncing
+
+    def unreachable(self, topics: Iterable[str]) -> list[Notice]:
+        """Upstream cannot be reached (or will not log us in) for topics that were never live:
+        their consumers hear RECONNECTING once, not silence, and RESYNCED when acknowledged."""
+        waiting = tuple(t for t in topics if t not in self._live and t not in self._resyncing)
+        self._resyncing.update(waiting)
+        return [(StreamState.RECONNECTING, waiting)] if waiting else []
+
     def acknowledged(self, topics: Iterable[str]) -> list[Notice]:
         acked = tuple(topics)
         self._live.update(acked)

@@ -14,6 +14,8 @@ from gateway.core.rest_requests import RestRequest
 from gateway.errors import UnknownAccount, UpstreamError
 from gateway.exchange.rest_client import AccountSession, RestClient
 
+MISS_REFRESH_S = 10.0  # youngest pair list that a miss refreshes
+
 
 @dataclass
 class CacheStats:
@@ -105,18 +107,31 @@ class Upstream:
     async def pair_rules(self, pair: str, *, deadline: float) -> models.Pair | None:
         """Rules of `pair` from a cached GET /pairs; None when ALP cannot be asked right now.
 
-        Raises KeyError when the pair list is known and does not contain `pair`.
+        Raises KeyError when the pair list is known and does not contain `pair`. A pair missing
+        from a list older than MISS_REFRESH_S asks ALP again first: a pair listed since the last
+        read must not be refused for a whole `pairs_ttl_s`, and unknown pairs cost at most one
+        GET /pairs per MISS_REFRESH_S.
         """
-        if self._clock() - self._rules_at > self._pairs_ttl:
-            async with self._rules_lock:
-                if self._clock() - self._rules_at > self._pairs_ttl:
-                    try:
-                        payload = await self.client.call(rest_requests.pairs(), deadline=deadline)
-                        pairs = rest_parsing.parse_pairs(payload)
-                    except UpstreamError:
-                        return self._rules.get(pair)
-                    self._rules = {p.name: p for p in pairs}
-                    self._rules_at = self._clock()
+        if not await self._read_rules(self._pairs_ttl, deadline):
+            return self._rules.get(pair)
+        if pair not in self._rules and not await self._read_rules(MISS_REFRESH_S, deadline):
+            return None
         if pair not in self._rules:
             raise KeyError(pair)
         return self._rules[pair]
+
+    async def _read_rules(self, max_age_s: float, deadline: float) -> bool:
+        """Refresh the pair list if it is older than `max_age_s`; False when ALP cannot answer."""
+        if self._clock() - self._rules_at <= max_age_s:
+            return True
+        async with self._rules_lock:
+            if self._clock() - self._rules_at <= max_age_s:
+                return True
+            try:
+                payload = await self.client.call(rest_requests.pairs(), deadline=deadline)
+                pairs = rest_parsing.parse_pairs(payload)
+            except UpstreamError:
+                return False
+            self._rules = {p.name: p for p in pairs}
+            self._rules_at = self._clock()
+            return True

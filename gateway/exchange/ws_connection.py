@@ -46,7 +46,9 @@ class WsConnection:
     with "2"; the gateway never sends unsolicited text. Any frame (pings included) resets the
     staleness watchdog; `stale_after_s` of silence drops the socket and reconnects. `on_connected` runs after every
     (re)connect, before frames are dispatched, and must (re)send subscriptions or auth;
-    `on_disconnected` runs after every loss so listeners can tell their consumers.
+    `on_disconnected` runs after every loss so listeners can tell their consumers;
+    `on_connect_failed` after every attempt that did not get a socket (ALP unreachable), so that
+    consumers who never had a connection are not left waiting in silence.
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class WsConnection:
         on_event: Callable[[ws_events.WsEvent], None],
         on_connected: Callable[[WsConnection], Awaitable[None]],
         on_disconnected: Callable[[WsConnection], None],
+        on_connect_failed: Callable[[WsConnection], None] | None = None,
         codec_stats: ws_codec.CodecStats | None = None,
         rand: Callable[[], float] = random.random,
         supervisor: Supervisor | None = None,
@@ -70,6 +73,7 @@ class WsConnection:
         self._on_event = on_event
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
+        self._on_connect_failed = on_connect_failed
         self._rand = rand
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._started = False
@@ -127,6 +131,7 @@ class WsConnection:
                     await self._on_connected(self)
                     await self._read(ws)
             except asyncio.CancelledError:
+                handshaking = False  # stopped, not failed
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 if handshaking and isinstance(exc, TimeoutError):
@@ -146,6 +151,8 @@ class WsConnection:
                 if was_connected:
                     self.stats.disconnects += 1
                     self._on_disconnected(self)
+                elif handshaking and self._on_connect_failed is not None and not self._closing:
+                    self._on_connect_failed(self)
             if self._closing:
                 return
             delay = reconnect_delay(

@@ -81,6 +81,7 @@ class PrivateFeed:
         self._conn: WsConnection | None = None
         self._was_connected = False
         self._authed = False
+        self._stalled = False  # consumers were told RECONNECTING and not told it is back yet
         self._auth_answer: asyncio.Future[str | None] | None = None
         self.auth_frames_sent = 0
         self.login_refusals = 0
@@ -115,11 +116,14 @@ class PrivateFeed:
                 on_disconnected=self._disconnected,
                 codec_stats=self.codec_stats,
                 supervisor=self._supervisor,
+                on_connect_failed=self._connect_failed,
             )
             self._conn.start()
             self._spawn("reauth", self._reauth_loop, restart=True)
         elif self.is_live():
             listener.on_status(SUBSCRIBED, (PRIVATE_TOPIC,))
+        elif self._stalled:  # ALP unreachable or refusing logins right now: say so at once
+            listener.on_status(RECONNECTING, (PRIVATE_TOPIC,))
 
     async def remove(self, listener: FeedListener) -> None:
         self._listeners.discard(listener)
@@ -137,6 +141,8 @@ class PrivateFeed:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.close()
+        # a later listener opens a new socket: its first login is SUBSCRIBED, not RESYNCED
+        self._was_connected = self._stalled = self._authed = False
         if self._owns_supervisor:
             await self._supervisor.close()
 
@@ -167,6 +173,18 @@ class PrivateFeed:
         self._authed = False
         self._cancel("login")
         self._resolve_auth(None)
+        self._stall()
+
+    def _connect_failed(self, conn: WsConnection) -> None:
+        self._stall()
+
+    def _stall(self) -> None:
+        """Consumers hear RECONNECTING once per outage (the socket went, cannot be opened, or
+        cannot log in), whether they were live before or are still waiting for the first login;
+        RESYNCED follows when a login is accepted."""
+        if self._stalled:
+            return
+        self._stalled = True
         for listener in tuple(self._listeners):
             listener.on_status(RECONNECTING, (PRIVATE_TOPIC,))
 
@@ -185,6 +203,8 @@ class PrivateFeed:
                 refusal = f"POST /auth refused the key ({exc.code or exc.http_status})"
             except Exception as exc:  # /auth down or rate limited: transient, try again later
                 self.login_failures += 1
+                if not self._authed:  # a renewal's failure: the current login still holds
+                    self._stall()
                 log.warning(
                     "private ws %s: cannot log in (%s: %s); retrying",
                     self.account,
@@ -198,6 +218,8 @@ class PrivateFeed:
             if refusal is not None:
                 refusals += 1
                 self.login_refusals += 1
+                if not self._authed:
+                    self._stall()
                 log.warning(
                     "private ws %s: ALP refused the login (%d in a row): %s",
                     self.account,
@@ -250,8 +272,8 @@ class PrivateFeed:
         was_authed, self._authed = self._authed, True
         if renewing and was_authed:
             return
-        state = RESYNCED if self._was_connected else SUBSCRIBED
-        self._was_connected = True
+        state = RESYNCED if self._was_connected or self._stalled else SUBSCRIBED
+        self._was_connected, self._stalled = True, False
         for listener in tuple(self._listeners):
             listener.on_status(state, (PRIVATE_TOPIC,))
 

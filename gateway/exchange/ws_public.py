@@ -116,10 +116,13 @@ class PublicFeed:
             self._ensure_linger_task()
             refused = self._refused.get(topic)
             live = self._states.is_live(topic)
+            resyncing = self._states.is_resyncing(topic)
         if refused is not None:  # refused moments ago and not yet dropped from the table
             listener.on_rejected(topic, refused)
         elif live:
             listener.on_status(SUBSCRIBED, (topic,))
+        elif resyncing:  # its connection is down: the others heard RECONNECTING, so does this one
+            listener.on_status(RECONNECTING, (topic,))
 
     async def remove(self, topic: str, listener: FeedListener) -> None:
         async with self._lock:
@@ -189,6 +192,7 @@ class PublicFeed:
             on_event=functools.partial(self._dispatch, conn_id),
             on_connected=self._connected,
             on_disconnected=self._disconnected,
+            on_connect_failed=self._connect_failed,
             codec_stats=self.codec_stats,
             supervisor=self._supervisor,
         )
@@ -212,14 +216,17 @@ class PublicFeed:
             self.subscribe_frames_sent += 1
 
     async def _send_unsubscribe(self, conn_id: str, topics: tuple[str, ...]) -> None:
+        for topic in topics:  # it left the table: the next ask tries ALP afresh (a pair listed
+            self._refused.pop(topic, None)  # since it was refused must work without a restart)
         conn = self._connections.get(conn_id)
         sent = self._sent.setdefault(conn_id, set())
         live = [t for t in topics if t in sent]
         sent.difference_update(live)
+        # not live from now: a listener asking again before ALP's unsubscribe ack must wait for
+        # the new subscribe's ack (one SUBSCRIBED), not hear SUBSCRIBED at once and then again
+        self._states.unsubscribed(topics)
         if conn is None or not live:
             return
-        for topic in live:
-            self._refused.pop(topic, None)
         for frame in ws_codec.unsubscribe_frames(live, self._settings.max_frame_bytes):
             if await conn.send(frame):
                 self.unsubscribe_frames_sent += 1
@@ -237,6 +244,10 @@ class PublicFeed:
         self._dedup.reset()  # a restarted upstream may number trades afresh
         for state, lost in self._states.lost(topics):
             self._notify(state, lost)
+
+    def _connect_failed(self, conn: WsConnection) -> None:
+        for state, waiting in self._states.unreachable(self._table.topics_of(conn.name)):
+            self._notify(state, waiting)
 
     # -- upstream events -> listeners ----------------------------------------------------------
     def _dispatch(self, conn_id: str, event: ws_events.WsEvent) -> None:

@@ -192,13 +192,9 @@ class StreamServicer:
         """Every requested channel must be granted by the table before anything is subscribed."""
         account = metadata_value(context, ACCOUNT_HEADER) or self._upstream.default_account
         for channel in dict.fromkeys(topic.channel for topic in request.topics):
-            if channel == stream_pb2.CHANNEL_UNSPECIFIED:
-                continue  # a malformed topic, not a permission question: INVALID_ARGUMENT below
-            try:
-                name = stream_pb2.Channel.Name(channel)
-            except ValueError:
-                name = f"#{channel}"  # not in this proto, so not in the table: denied
-            authorize_subscribe_channel(name, account)
+            if channel not in stream_pb2.Channel.values() or channel == 0:
+                continue  # unset or unknown: a malformed topic, answered INVALID_ARGUMENT below
+            authorize_subscribe_channel(stream_pb2.Channel.Name(channel), account)
 
     def _subscribe_plan(
         self, request: Any, context: Context

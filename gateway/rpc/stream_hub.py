@@ -84,6 +84,7 @@ class TopicChannel:
         self._burst: dict[int, list[bytes]] = {}
         self._burst_events = 0
         self._flush_scheduled = False
+        self.last_state = ""  # the feed's latest status for this topic ("" before the first)
         self.events_in = 0
         self.encodes = 0
         self.bursts = 0
@@ -214,6 +215,7 @@ class TopicChannel:
 
     def on_status(self, state: str, topics: tuple[str, ...]) -> None:
         self.flush()  # events before the status stay before it
+        self.last_state = state
         for delivery in self.targets:
             self.status_to(delivery, state, topics)
 
@@ -329,6 +331,9 @@ class StreamHub:
         elif self._live(name, topic):
             # Joining a topic that is already flowing: tell this consumer alone it is subscribed.
             channel.status_to(delivery, "subscribed", (topic,))
+        elif channel.last_state == "reconnecting":
+            # Its upstream is down (or was never reached): the others heard it, so does this one.
+            channel.status_to(delivery, "reconnecting", (topic,))
 
     def _live(self, name: str, topic: str) -> bool:
         if name in ("order", "wallet"):

@@ -16,6 +16,7 @@ from alp.v3 import common_pb2, stream_pb2, stream_pb2_grpc
 from redis.asyncio import Redis
 
 from gateway.app import Gateway
+from gateway.cluster.redis_conn import connect
 from gateway.cluster.topic_share import Role, SharedFeed
 from gateway.core import event_wire
 from gateway.core.stream_state import StreamState
@@ -342,3 +343,60 @@ async def test_a_gap_in_the_holders_numbering_is_a_resync_and_garbage_is_counted
         assert share.stats.gaps == 1 and first.state_list() == [SUBSCRIBED]
         await follower.close()
         await first.close()
+
+
+async def test_a_new_follower_hears_subscribed_after_a_redis_restart(
+    sandbox: Sandbox, own_redis_server: RedisServer
+) -> None:
+    """Redis restarts (no persistence: every key is gone). The holder takes its lease and the
+    leadership back; its upstream never changed state, so it published no status. A consumer that asks afterwards on another member
+    follows the holder and waited for a SUBSCRIBED that never came (trades did arrive); the
+    holder now writes `live` again whenever Redis disagrees with its subscription."""
+    url = own_redis_server.url
+    async with (
+        Gateway(
+            gateway_config(sandbox, cluster__redis_url=url, cluster__topic_lease_s=LEASE_S)
+        ) as holder,
+        Gateway(
+            gateway_config(sandbox, cluster__redis_url=url, cluster__topic_lease_s=LEASE_S)
+        ) as other,
+        grpc.aio.insecure_channel(f"127.0.0.1:{holder.port}") as to_holder,
+        grpc.aio.insecure_channel(f"127.0.0.1:{other.port}") as to_other,
+    ):
+        first = Reader(to_holder, "BTC_USDT")
+        await first.wait(lambda: SUBSCRIBED in first.state_list())
+        assert share_of(holder).held() == ("trade.BTC_USDT",)
+        own_redis_server.stop()
+        await first.wait(lambda: share_of(holder).degraded, within=LEASE_S + 3.0)
+        own_redis_server.start()
+        client = connect(url)
+        try:
+            holder_id = share_of(holder).member_id.encode()
+            key = "alp-gateway:topic:trade.BTC_USDT:holder"
+
+            async def held_again() -> bool:
+                with contextlib.suppress(Exception):
+                    return bool(await client.get(key) == holder_id)
+                return False
+
+            stop_at = time.monotonic() + LEASE_S * 3 + 3.0
+            while not (await held_again() and not share_of(holder).degraded):
+                assert time.monotonic() < stop_at, "the holder never took its lease back"
+                await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+        late = Reader(to_other, "BTC_USDT")
+        try:
+            await late.wait(
+                lambda: share_of(other).roles() == {"trade.BTC_USDT": Role.FOLLOWER}, within=3.0
+            )
+            await asyncio.sleep(0.1)  # its pubsub subscription is on
+            assert await sandbox.inject_ws_frame(
+                trade_frame("BTC_USDT", 41), topic="trade.BTC_USDT"
+            )
+            await late.wait(lambda: 41 in late.trades, within=LEASE_S * 3)  # the data flows...
+            # ...but the stream never says it is subscribed
+            await late.wait(lambda: SUBSCRIBED in late.state_list(), within=LEASE_S * 3 + 1.0)
+        finally:
+            await late.close()
+            await first.close()

@@ -31,6 +31,16 @@ def test_nothing_lost_says_nothing_and_a_refused_topic_is_forgotten() -> None:
     assert not states.is_live("x")
 
 
+def test_unreachable_tells_waiting_topics_once_and_their_ack_is_resynced() -> None:
+    states = TopicStates()
+    states.acknowledged(["live"])
+    assert states.unreachable(["live", "waiting"]) == [(StreamState.RECONNECTING, ("waiting",))]
+    assert states.unreachable(["waiting"]) == []  # every failed attempt after: silence
+    assert states.is_resyncing("waiting") and not states.is_resyncing("live")
+    assert states.acknowledged(["waiting"]) == [(StreamState.RESYNCED, ("waiting",))]
+    assert states.unreachable(["waiting"]) == []  # live now: a loss is `lost`, not this
+
+
 def test_states_compare_as_their_wire_text() -> None:
     assert StreamState.RECONNECTING == "reconnecting"
 
