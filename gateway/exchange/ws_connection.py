@@ -215,7 +215,10 @@ class WsConnection:
                 aiohttp.WSMsgType.CLOSED,
                 aiohttp.WSMsgType.ERROR,
             ):
-                log.info("ws %s: closed by upstream (%s)", self.name, ws.close_code)
+                if self._closing:  # our own close (linger ended, shutdown)
+                    log.debug("ws %s: closed", self.name)
+                else:
+                    log.info("ws %s: closed by upstream (%s)", self.name, ws.close_code)
                 return
             elif message.type is aiohttp.WSMsgType.PING:
                 self.last_frame_at = time.monotonic()

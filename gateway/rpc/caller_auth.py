@@ -99,11 +99,11 @@ class CallerGate:
         caller: Caller | None = None
         try:
             caller = self.identify(context)
+            caller_var.set(caller.name)  # known from here: the access line names it, refused or not
             authorize(caller, method, account)  # not in the table: denied
         except CallerError as exc:
             log_refusal(caller, method, account, exc)
             raise
-        caller_var.set(caller.name)
         caller_identity_var.set(caller)
         self._spend_quota(caller)
         return caller

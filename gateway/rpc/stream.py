@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final, NamedTuple
 
@@ -11,7 +12,7 @@ import grpc
 from alp.v3 import stream_pb2
 
 from gateway.core.validation import validate_pair
-from gateway.errors import SlowConsumer, UpstreamUnavailable, ValidationError
+from gateway.errors import SlowConsumer, TopicRefused, UpstreamUnavailable, ValidationError
 from gateway.exchange.book_keeper import BookKeeper
 from gateway.exchange.upstream import Upstream
 from gateway.exchange.ws_public import TopicFeed
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 MAX_PAIRS: Final = 100
 MAX_BOOK_DEPTH: Final = 20
+LISTING_TIMEOUT_S: Final = 5.0  # a GET /pairs asked before a tickers stream of named pairs
 SERVICE: Final = "alp.v3.StreamService"
 
 
@@ -273,6 +275,23 @@ class StreamServicer:
         for delivery in tuple(self._deliveries):
             delivery.end(reason)
 
+    async def _check_listed(self, plan: _Plan) -> None:
+        """Tickers ride on `ticker.*`, which ALP never refuses: a pair it does not list would hear
+        SUBSCRIBED and then nothing. Such a pair ends the stream NOT_FOUND at once, as ALP's
+        refusal of its other topics does (checked against the cached GET /pairs; when ALP cannot
+        be asked the stream goes ahead)."""
+        for name, _, target in plan.wants:
+            if name != "ticker" or target.accept is None:
+                continue
+            for pair in sorted(target.accept):
+                deadline = time.monotonic() + LISTING_TIMEOUT_S
+                try:
+                    await self._upstream.pair_rules(pair, deadline=deadline)
+                except KeyError:
+                    raise TopicRefused(
+                        f"ticker.{pair}", f"ALP lists no pair {pair}", not_found=True
+                    ) from None
+
     async def _acquire_keeper(self, pair: str) -> BookKeeper:
         async with self._keeper_lock:
             keeper = self._keepers.get(pair)
@@ -323,6 +342,7 @@ class _Serving:
 
     async def __aenter__(self) -> Delivery:
         servicer = self._servicer
+        await servicer._check_listed(self._plan)
         try:
             for pair, _ in self._plan.books:
                 self._keepers.append(await servicer._acquire_keeper(pair))

@@ -365,11 +365,15 @@ async def test_subscribe_private_channel_needs_account_read_before_anything_is_s
     await asyncio.sleep(0.1)
     assert sandbox.stats.ws_subscribe_commands["trade.BTC_USDT"] == 0
     assert gateway.private_feeds == {}
-    # the per-channel RPC refuses the same caller the same way
+    # the per-channel RPC refuses the same caller the same way, and its access line names it
+    caplog.set_level(logging.INFO, logger="gateway.access")
     orders = stream_pb2_grpc.StreamServiceStub(channel).StreamOrderUpdates(
         stream_pb2.StreamOrderUpdatesRequest(), metadata=bearer("market-demo", "demo")
     )
     assert (await refused(orders)).code() == grpc.StatusCode.PERMISSION_DENIED
+    access = [r.getMessage() for r in caplog.records if r.name == "gateway.access"]
+    assert any("StreamOrderUpdates PERMISSION_DENIED" in m for m in access), access
+    assert all("caller=market-demo" in m for m in access if "StreamOrderUpdates" in m), access
 
 
 async def test_subscribe_private_channel_needs_the_account_in_the_callers_list(

@@ -15,6 +15,7 @@ from gateway.app import Gateway
 from gateway.sandbox import Sandbox
 from tests.cluster.test_topic_share import Reader, trade_frame
 from tests.gateway.conftest import gateway_config
+from tests.gateway.status_details import details_of
 from tests.gateway.test_streams import eventually, place
 
 RECONNECTING = stream_pb2.STREAM_STATE_RECONNECTING
@@ -227,3 +228,47 @@ async def test_a_private_stream_after_the_socket_closed_says_subscribed_not_resy
             assert await _statuses(call, 0.6) == [SUBSCRIBED]
             feed = gateway.private_feeds["demo"]
             await eventually(lambda f=feed: not f.open, within=3.0)  # type: ignore[misc]
+
+
+async def _error_of(call: object) -> grpc.aio.AioRpcError:
+    try:
+        async with asyncio.timeout(5.0):
+            async for _ in call:  # type: ignore[attr-defined]
+                pass
+    except grpc.aio.AioRpcError as exc:
+        return exc
+    raise AssertionError("the stream did not end with an error")
+
+
+async def test_tickers_of_a_pair_alp_does_not_list_end_not_found(sandbox: Sandbox) -> None:
+    """Tickers ride on `ticker.*`, which ALP never refuses: a pair it does not list used to hear
+    SUBSCRIBED and then nothing, for ever. It ends NOT_FOUND at once, like its other topics."""
+    async with (
+        Gateway(gateway_config(sandbox)) as gateway,
+        grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel,
+    ):
+        stub = stream_pb2_grpc.StreamServiceStub(channel)
+        calls = [
+            stub.StreamTickers(stream_pb2.StreamTickersRequest(pairs=["BTC_USDT", "ZZZ_USDT"])),
+            stub.Subscribe(
+                stream_pb2.SubscribeRequest(
+                    topics=[
+                        stream_pb2.Topic(channel=stream_pb2.CHANNEL_TRADES, pair="BTC_USDT"),
+                        stream_pb2.Topic(channel=stream_pb2.CHANNEL_TICKERS, pair="ZZZ_USDT"),
+                    ]
+                )
+            ),
+        ]
+        for call in calls:
+            details = details_of(await _error_of(call))
+            assert details.code == grpc.StatusCode.NOT_FOUND, details
+            assert details.error_info is not None
+            assert details.error_info.reason == "TOPIC_NOT_FOUND"
+            assert "ZZZ_USDT" in details.error_info.metadata["topic"]
+        listed = stub.StreamTickers(stream_pb2.StreamTickersRequest(pairs=["BTC_USDT"]))
+        assert await _statuses(listed, 0.5) == [SUBSCRIBED]
+        every = stub.StreamTickers(stream_pb2.StreamTickersRequest())  # all pairs: no check
+        assert await _statuses(every, 0.5) == [SUBSCRIBED]
+        streams = gateway.streams
+        assert streams is not None
+        await eventually(lambda: streams.active_streams == 0)
