@@ -48,8 +48,8 @@ LAST_LOOKUP_S = 0.3  # time a final lookup needs before the caller's deadline
 
 def is_ambiguous(exc: UpstreamError) -> bool:
     """True when ALP may have applied a non-idempotent call although it failed."""
-    if isinstance(exc, UpstreamTimeout):
-        return True
+    if isinstance(exc, UpstreamTimeout | UpstreamProtocolError):
+        return True  # (an answer we cannot read, e.g. a proxy's HTML page for a 2xx: it may exist)
     if isinstance(exc, UpstreamUnavailable):
         return exc.maybe_sent
     return isinstance(exc, UpstreamHttpError) and exc.http_status >= 500
@@ -215,6 +215,9 @@ class OrderDesk:
                 await self._forget(key)  # ALP refused it, or it never left: a retry may place
                 raise
             cause = exc
+        except RateLimited:
+            await self._forget(key)  # the gateway's own limit: nothing was sent
+            raise
         except BaseException:
             await self._unknown(key, ())  # cut by the drain, or a bug: never leave it in flight
             raise
@@ -349,35 +352,56 @@ class OrderDesk:
     ) -> Cancelled:
         async with self._tracked():
             try:
-                payload = await self._upstream.private(
-                    account,
-                    rest_requests.cancel_orders(target),
-                    deadline=self._send_deadline(deadline),
-                    request_id=request_id,
-                    lane=Lane.TRADE,
-                )
-                return Cancelled(payload)
-            except asyncio.CancelledError:
+                return await self._cancel(account, target, deadline, request_id)
+            except asyncio.CancelledError:  # also while a failed cancel is being looked up
                 if not self._was_cut():
                     raise
                 raise OrderOutcomeUnknown("", (), "gateway shut down mid-cancel") from None
-            except UpstreamError as exc:
-                if not is_ambiguous(exc):
-                    raise
-                return await self._settle_cancel(account, target, exc, deadline)
+
+    async def _cancel(
+        self, account: AccountSession, target: CancelTarget, deadline: float, request_id: str
+    ) -> Cancelled:
+        known_before = self._newest.get(account.name)  # orders above it may postdate the cancel
+        try:
+            payload = await self._upstream.private(
+                account,
+                rest_requests.cancel_orders(target),
+                deadline=self._send_deadline(deadline),
+                request_id=request_id,
+                lane=Lane.TRADE,
+            )
+        except UpstreamError as exc:
+            if not is_ambiguous(exc):
+                raise
+            return await self._settle_cancel(account, target, exc, deadline, known_before)
+        return Cancelled(payload)
 
     async def _settle_cancel(
-        self, account: AccountSession, target: CancelTarget, cause: UpstreamError, deadline: float
+        self,
+        account: AccountSession,
+        target: CancelTarget,
+        cause: UpstreamError,
+        deadline: float,
+        known_before: int | None,
     ) -> Cancelled:
-        """Cancelling is safe to repeat; what matters is not to call failed what happened."""
+        """Cancelling is safe to repeat; what matters is not to call failed what happened.
+
+        "Not applied" needs proof: every order the cancel concerned is listed and one of them is
+        still open `settle_s` after the attempt was given up. An id ALP does not list (it lists the
+        newest 100) or, for all/by pair, only orders newer than any known before the cancel
+        (they may have come after it) leave the outcome unknown."""
         given_up_at = self._clock()
         while True:
             try:
                 orders, started_at = await self._list_orders(account, deadline)
             except (UpstreamError, RateLimited):
                 raise OrderOutcomeUnknown("", (), "cancel failed and the lookup too") from cause
-            wanted = _cancel_scope(orders, target)
-            if wanted is not None and not any(o.status_raw in OPEN_STATUSES for o in wanted):
+            wanted = _cancel_scope(orders, target, known_before)
+            if wanted is None:
+                raise OrderOutcomeUnknown(
+                    "", (), "an order to cancel is not in ALP's order list (the newest 100)"
+                ) from cause
+            if not any(o.status_raw in OPEN_STATUSES for o in wanted):
                 return Cancelled(None, {o.id: o.status_raw for o in wanted})
             if started_at >= given_up_at + self._settings.settle_s:
                 # still open: the cancel did not happen (repeating a cancel is harmless)
@@ -392,12 +416,17 @@ async def _shielded(step: Awaitable[None]) -> None:
     await asyncio.shield(step)
 
 
-def _cancel_scope(orders: list[Order], target: CancelTarget) -> list[Order] | None:
-    """The listed orders a cancel concerned; None when some requested id is not listed."""
+def _cancel_scope(
+    orders: list[Order], target: CancelTarget, known_before: int | None
+) -> list[Order] | None:
+    """The listed orders a cancel surely concerned; None when that cannot be told: a requested
+    id is not listed, or (all / by pair) no order id was known before the cancel was sent."""
     if isinstance(target, CancelByIds):
         by_id = {o.id: o for o in orders}
         if any(i not in by_id for i in target.ids):
             return None
         return [by_id[i] for i in target.ids]
+    if known_before is None:
+        return None
     pair = getattr(target, "pair", None)
-    return [o for o in orders if pair is None or o.pair == pair]
+    return [o for o in orders if o.id <= known_before and (pair is None or o.pair == pair)]
