@@ -297,9 +297,13 @@ class StreamServicer:
             keeper = self._keepers.get(pair)
             if keeper is None:
                 keeper = BookKeeper(pair, self._feed, self._upstream)
+                try:
+                    await keeper.start()
+                except BaseException:  # cancelled meanwhile: a keeper nobody holds must not stay
+                    await keeper.stop()
+                    raise
                 self._keepers[pair] = keeper
                 self._keeper_refs[pair] = 0
-                await keeper.start()
             self._keeper_refs[pair] += 1
         try:
             await keeper.wait_seeded(self._seed_timeout)

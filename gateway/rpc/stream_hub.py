@@ -85,6 +85,10 @@ class TopicChannel:
         self._burst_events = 0
         self._flush_scheduled = False
         self.last_state = ""  # the feed's latest status for this topic ("" before the first)
+        # registration with the feed: one task per channel, owned by the hub, so that a joiner's
+        # cancel (deadline, client gone) never leaves it half done for the consumers beside it
+        self.registration: asyncio.Task[None] | None = None
+        self.registered = False
         self.events_in = 0
         self.encodes = 0
         self.bursts = 0
@@ -304,8 +308,8 @@ class StreamHub:
         joined: list[tuple[str, str, Target]] = []
         try:
             for want in wants:
+                joined.append(want)  # before the await: a cancel there must undo this one too
                 await self._join(want[0], want[1], delivery, want[2])
-                joined.append(want)
         except BaseException:
             await self.leave_all(delivery, joined)
             raise
@@ -317,23 +321,47 @@ class StreamHub:
     async def _join(self, name: str, topic: str, delivery: Delivery, target: Target) -> None:
         key = (name, topic)
         channel = self._channels.get(key)
-        first = channel is None
         if channel is None:
             kind, encoder, split = CHANNELS[name]
             channel = TopicChannel(kind, encoder, split, stats=self.stats)
             self._channels[key] = channel
+        registered = channel.registered
         channel.add(delivery, target)
-        if first:
-            if name in ("order", "wallet"):
-                await self._private(topic).add(channel)
-            else:
-                await self._public.add(topic, channel)
+        if not registered:
+            # the feed's answer to the registration (SUBSCRIBED when live, or the ack later)
+            # reaches every target the channel has by then, this one included
+            await asyncio.shield(self._registration(name, topic, channel))
         elif self._live(name, topic):
             # Joining a topic that is already flowing: tell this consumer alone it is subscribed.
             channel.status_to(delivery, "subscribed", (topic,))
         elif channel.last_state == "reconnecting":
             # Its upstream is down (or was never reached): the others heard it, so does this one.
             channel.status_to(delivery, "reconnecting", (topic,))
+
+    def _registration(self, name: str, topic: str, channel: TopicChannel) -> asyncio.Task[None]:
+        task = channel.registration
+        if task is None or (task.done() and not channel.registered):  # none yet, or it failed
+            task = channel.registration = asyncio.get_running_loop().create_task(
+                self._register(name, topic, channel), name=f"hub:register:{name}:{topic}"
+            )
+            task.add_done_callback(_retrieved)
+        return task
+
+    async def _register(self, name: str, topic: str, channel: TopicChannel) -> None:
+        if name in ("order", "wallet"):
+            await self._private(topic).add(channel)
+        else:
+            await self._public.add(topic, channel)
+        channel.registered = True
+        if self._channels.get((name, topic)) is not channel:  # every consumer left meanwhile
+            await self._unregister(name, topic, channel)
+
+    async def _unregister(self, name: str, topic: str, channel: TopicChannel) -> None:
+        channel.registered = False
+        if name in ("order", "wallet"):
+            await self._private(topic).remove(channel)
+        else:
+            await self._public.remove(topic, channel)
 
     def _live(self, name: str, topic: str) -> bool:
         if name in ("order", "wallet"):
@@ -348,7 +376,11 @@ class StreamHub:
         channel.remove(delivery)
         if not channel.targets:
             del self._channels[key]
-            if name in ("order", "wallet"):
-                await self._private(topic).remove(channel)
-            else:
-                await self._public.remove(topic, channel)
+            if channel.registered:  # else its registration lets go of the feed when it ends
+                await self._unregister(name, topic, channel)
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """A registration whose joiners all went away: its failure is logged, not left unretrieved."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("stream hub: registering a channel with its feed failed: %r", task.exception())
