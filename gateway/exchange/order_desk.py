@@ -38,6 +38,7 @@ from gateway.errors import (
 )
 from gateway.exchange.order_intents import IntentStore, IntentView, LocalIntents
 from gateway.exchange.rest_client import AccountSession
+from gateway.exchange.single_flight import SingleFlight
 from gateway.exchange.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class OrderDesk:
         self.intents: IntentStore = intents or LocalIntents(settings.idempotency_window_s)
         self._newest: dict[str, int] = {}
         self._running: set[asyncio.Task[object]] = set()
-        self._listings: dict[str, asyncio.Future[tuple[list[Order], float]]] = {}
+        self._listings: SingleFlight[str, tuple[list[Order], float]] = SingleFlight()
         self._draining = False
         self._cutting = False
 
@@ -321,30 +322,19 @@ class OrderDesk:
         self, account: AccountSession, deadline: float
     ) -> tuple[list[Order], float]:
         """`GET /accounts/order` in the reconcile lane, shared by concurrent lookups."""
-        pending = self._listings.get(account.name)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[tuple[list[Order], float]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._listings[account.name] = future
-        started_at = self._clock()
-        try:
+
+        async def listing() -> tuple[list[Order], float]:
+            started_at = self._clock()
             payload = await self._upstream.private(
                 account, rest_requests.orders(), deadline=deadline, lane=Lane.RECONCILE
             )
             orders = rest_parsing.parse_orders(payload)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # joiners may be gone: never "exception was never retrieved"
-            raise
-        finally:
-            self._listings.pop(account.name, None)
-        newest = newest_id(orders)
-        if newest is not None:
-            self._newest[account.name] = max(self._newest.get(account.name, 0), newest)
-        future.set_result((orders, started_at))
-        return orders, started_at
+            newest = newest_id(orders)
+            if newest is not None:
+                self._newest[account.name] = max(self._newest.get(account.name, 0), newest)
+            return orders, started_at
+
+        return await self._listings.run(account.name, listing)
 
     # -- CancelOrders --------------------------------------------------------------------------------
     async def cancel(

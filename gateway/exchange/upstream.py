@@ -13,6 +13,7 @@ from gateway.core.rate_limit import Lane
 from gateway.core.rest_requests import RestRequest
 from gateway.errors import UnknownAccount, UpstreamError
 from gateway.exchange.rest_client import AccountSession, RestClient
+from gateway.exchange.single_flight import SingleFlight
 
 MISS_REFRESH_S = 10.0  # youngest pair list that a miss refreshes
 
@@ -48,7 +49,7 @@ class Upstream:
         self._pairs_ttl = pairs_ttl_s
         self._clock = clock
         self._cache: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, Any]] = {}
-        self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Future[Any]] = {}
+        self._flights: SingleFlight[tuple[str, tuple[tuple[str, str], ...]], Any] = SingleFlight()
         self._rules: dict[str, models.Pair] = {}
         self._rules_at = -1e18
         self._rules_lock = asyncio.Lock()
@@ -70,26 +71,17 @@ class Upstream:
         if cached is not None and cached[0] > now:
             self.cache_stats.hits += 1
             return cached[1]
-        pending = self._inflight.get(key)
-        if pending is not None:
+        if self._flights.running(key):
             self.cache_stats.shared += 1
-            return await asyncio.shield(pending)
-        self.cache_stats.misses += 1
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            payload = await self.client.call(request, deadline=deadline, request_id=request_id)
-        except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # mark retrieved: joiners may be gone
-            raise
         else:
+            self.cache_stats.misses += 1
+
+        async def fetch() -> Any:
+            payload = await self.client.call(request, deadline=deadline, request_id=request_id)
             self._cache[key] = (self._clock() + self._ttl, payload)
-            future.set_result(payload)
             return payload
-        finally:
-            self._inflight.pop(key, None)
+
+        return await self._flights.run(key, fetch)
 
     async def private(
         self,

@@ -1,6 +1,6 @@
 """Order outcomes under faults the order-safety matrix did not drive: an unreadable 2xx, the
 gateway's own rate limit, cancels that cannot be verified (an id beyond the listed 100, orders
-newer than a cancel-all), a drain during a cancel's lookup. Never doubled, never "failed" for an
+newer than a cancel-all), a drain during a cancel's lookup, a shared lookup whose first caller went away. Never doubled, never "failed" for an
 order that exists, ambiguity answered ORDER_OUTCOME_UNKNOWN."""
 
 from __future__ import annotations
@@ -250,3 +250,68 @@ async def test_drain_cut_during_cancel_reconciliation_answers_outcome_unknown(
     finally:
         await gateway.stop(grace_s=0.1)
     assert outcome.reason == "ORDER_OUTCOME_UNKNOWN", outcome
+
+
+# -- 7. a shared reconciliation listing whose leader's call is cancelled ----------------------
+@pytest.mark.parametrize("leader_cancelled", [False, True])  # False: the control, passes
+async def test_joiner_of_a_cancelled_leaders_listing_gets_a_documented_outcome(
+    channel: grpc.aio.Channel, sandbox: Sandbox, leader_cancelled: bool
+) -> None:
+    """A and B are both ambiguous (applied, answered 500); B's lookup joins the listing A's
+    lookup started. A's caller goes away (cancel). B must still end OK or ORDER_OUTCOME_UNKNOWN,
+    never a bare CANCELLED/UNKNOWN status for a call its own caller did not cancel."""
+    stub = trading_pb2_grpc.TradingServiceStub(channel)
+    await warm(stub)
+    sandbox.faults.update(
+        {
+            "error_rate": 1.0,
+            "error_status": 500,
+            "error_after_apply": True,
+            "error_path_prefix": "/trading",
+            "delay_s": 2.0,
+            "delay_path_prefix": "/accounts",
+        }
+    )
+    call_a = stub.PlaceOrder(order("20511", cid="la"), timeout=10.0)
+    await eventually(lambda: sandbox.stats.rest_requests[("GET", "/api/v3/accounts/order")] >= 1)
+    b = asyncio.create_task(place(stub, order("20512", cid="lb"), within=10.0))
+    await eventually(lambda: posts(sandbox) >= 3)
+    await asyncio.sleep(0.2)  # B's lookup is waiting on A's listing
+    if leader_cancelled:
+        call_a.cancel()
+    got_b = await b
+    call_a.cancel()
+    assert held(sandbox, "20512") != []  # B exists at ALP
+    assert got_b.reason in ("OK", "ORDER_OUTCOME_UNKNOWN"), got_b
+
+
+# -- 10. the public single-flight: a joiner of a cancelled leader hangs to its deadline -------
+@pytest.mark.parametrize("gateway_overrides", [{"upstream__public_cache_ttl_s": 1.0}])
+@pytest.mark.parametrize("leader_cancelled", [False, True])  # False: the control, passes
+async def test_public_cache_joiner_survives_the_leaders_cancellation(
+    channel: grpc.aio.Channel,
+    sandbox: Sandbox,
+    gateway_overrides: dict[str, Any],
+    leader_cancelled: bool,
+) -> None:
+    from alp.v3 import market_data_pb2, market_data_pb2_grpc
+
+    stub = market_data_pb2_grpc.MarketDataServiceStub(channel)
+    request = market_data_pb2.GetOrderBookRequest(pair="BTC_USDT")
+    await stub.GetOrderBook(request)  # pairs known
+    await asyncio.sleep(1.1)  # cache entry expired
+    sandbox.faults.update({"delay_s": 1.0, "delay_path_prefix": "/orderbook"})
+    leader = stub.GetOrderBook(request, timeout=5.0)
+    await eventually(lambda: sandbox.stats.rest_requests[("GET", "/api/v3/orderbook")] >= 2)
+
+    async def join() -> Any:
+        return await stub.GetOrderBook(request, timeout=4.0)
+
+    joiner = asyncio.create_task(join())
+    await asyncio.sleep(0.2)
+    if leader_cancelled:
+        leader.cancel()
+    try:
+        await joiner  # ALP answers after 1 s: the joiner should get the book (or an error)
+    except grpc.aio.AioRpcError as exc:
+        assert exc.code() is not grpc.StatusCode.DEADLINE_EXCEEDED, exc  # current: hangs
