@@ -22,6 +22,8 @@ from gateway.core.signing import sign
 from gateway.core.token_policy import Secret
 from gateway.errors import (
     AuthFailed,
+    RateLimited,
+    UpstreamError,
     UpstreamHttpError,
     UpstreamProtocolError,
     UpstreamTimeout,
@@ -135,16 +137,22 @@ class RestClient:
             raise ValueError(f"{request.path} is private and needs an account")
         deadline = deadline if deadline is not None else self._clock() + self._default_timeout
         pool = account.name if request.private and account else None
-        await self._limiter.acquire(pool, deadline, lane)
         attempts = self._retry.attempts if request.idempotent else 1
         reauthenticated = False
         attempt = 0
+        failed: UpstreamError | None = None
         while True:
+            try:  # every send takes a slot, retries and the re-send after a 401 too
+                await self._limiter.acquire(pool, deadline, lane)
+            except RateLimited:
+                if failed is None:
+                    raise
+                raise failed from None  # no slot left in time for a retry: that failure stands
             try:
                 return await self._send(request, account, deadline, request_id)
             except UpstreamHttpError as exc:
+                failed = exc
                 if exc.http_status == 429:
-                    pool = account.name if request.private and account else None
                     self._limiter.pause(
                         pool, exc.retry_after if exc.retry_after is not None else 1.0
                     )
@@ -158,7 +166,8 @@ class RestClient:
                 if exc.http_status not in RETRYABLE_STATUSES or attempt + 1 >= attempts:
                     raise
                 delay = self._retry_delay(attempt, exc.retry_after)
-            except UpstreamUnavailable:
+            except UpstreamUnavailable as exc:
+                failed = exc
                 if attempt + 1 >= attempts:
                     raise
                 delay = self._retry_delay(attempt, None)

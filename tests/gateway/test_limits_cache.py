@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from typing import Any
 
 import grpc
 import pytest
@@ -93,3 +95,26 @@ async def test_identical_public_calls_coalesce(
 
     await asyncio.wait_for(expired(), 5)
     assert sandbox.stats.rest_requests[("GET", "/api/v3/ticker")] == 2
+
+
+# -- retries take a rate-limit slot each (they took none: 3 sends a second at private_rps 2) --------------------------------
+def max_sends_in_window(sandbox: Sandbox, path: str, span: float) -> int:
+    times = [t for t, _, p in sandbox.stats.request_log if p == path]
+    return max((sum(1 for u in times if t <= u < t + span) for t in times), default=0)
+
+
+@pytest.mark.parametrize("gateway_overrides", [{"upstream__private_rps": 2.0}])
+async def test_retries_stay_inside_the_private_rate_window(
+    channel: grpc.aio.Channel, sandbox: Sandbox, gateway_overrides: dict[str, Any]
+) -> None:
+    """README: never more than private_rps sends in any second. A read answered 500 is retried
+    (3 attempts) after one limiter slot: 2 reads put 6 sends on the wire within ~0.1 s."""
+    stub = account_pb2_grpc.AccountServiceStub(channel)
+    await asyncio.sleep(1.2)  # the window is empty (start-up health check)
+    sandbox.faults.update(
+        {"error_rate": 1.0, "error_status": 500, "error_path_prefix": "/accounts/order"}
+    )
+    for _ in range(2):
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await stub.ListOrders(account_pb2.ListOrdersRequest(), timeout=3.0)
+    assert max_sends_in_window(sandbox, "/api/v3/accounts/order", 1.0) <= 2
