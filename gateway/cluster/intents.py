@@ -53,6 +53,15 @@ return out
 """
 
 
+# KEYS[1] intent; ARGV: field, value, field, value... Records only on an intent that exists: one
+# another member forgot (verified absent) must not come back as a hash without fingerprint or TTL.
+_RECORD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+
 def redis_key(key: Key) -> str:
     return PREFIX + hashlib.sha256("\x1f".join(key).encode()).hexdigest()
 
@@ -98,16 +107,24 @@ class RedisIntents:
         self._window_ms = int(window_s * 1000)
         self._lease_ms = int((lease_s + LEASE_MARGIN_S) * 1000)
         self._begin = redis.register_script(_BEGIN)
+        self._record_script = redis.register_script(_RECORD)
         self.degraded = False  # the last read of the store failed
 
     def __repr__(self) -> str:
         return "RedisIntents()"
 
-    async def begin(self, key: Key, fingerprint: str, now: float) -> tuple[Decision, IntentView]:
+    async def begin(
+        self, key: Key, fingerprint: str, now: float, *, lease_s: float = 0.0
+    ) -> tuple[Decision, IntentView]:
+        """`lease_s`: how long the first attempt may still run (the caller's remaining time); its
+        in-flight lease covers that plus a margin, so no other member calls it gone meanwhile."""
+        lease_ms = self._lease_ms
+        if lease_s > 0:
+            lease_ms = max(lease_ms, int((lease_s + LEASE_MARGIN_S) * 1000))
         try:
             reply: list[Any] = await self._begin(
                 keys=[redis_key(key)],
-                args=[fingerprint, repr(now), self._window_ms, self._lease_ms],
+                args=[fingerprint, repr(now), self._window_ms, lease_ms],
             )
         except REDIS_FAILURES as exc:
             self.degraded = True
@@ -125,9 +142,9 @@ class RedisIntents:
         return decide(view.fingerprint, view.state, fingerprint, sender_gone=gone), view
 
     async def _record(self, key: Key, what: str, fields: Mapping[str, str]) -> None:
-        mapping: dict[str | bytes, str | bytes] = {k: v for k, v in fields.items()}
+        pairs = [part for item in fields.items() for part in item]
         try:
-            await self._redis.hset(redis_key(key), mapping=mapping)  # type: ignore[arg-type]  # redis-py's stub types the mapping with an invariant key union
+            await self._record_script(keys=[redis_key(key)], args=pairs)
         except REDIS_FAILURES as exc:
             log.error("intent store: cannot record %s (%s)", what, type(exc).__name__)
 

@@ -179,7 +179,10 @@ class OrderDesk:
             return await self._send(attempt)
         print_ = fingerprint(attempt.spec)
         while True:
-            decision, intent = await self.intents.begin(key, print_, self._wall())
+            remaining = max(0.0, attempt.deadline - self._clock())
+            decision, intent = await self.intents.begin(
+                key, print_, self._wall(), lease_s=remaining
+            )
             if decision is Decision.PROCEED:
                 return await self._send(attempt)
             if decision is Decision.CONFLICT:

@@ -30,8 +30,11 @@ class IntentView:
 
 
 class IntentStore(Protocol):
-    async def begin(self, key: Key, fingerprint: str, now: float) -> tuple[Decision, IntentView]:
-        """Create the intent (PROCEED) or say what the existing one means for this request."""
+    async def begin(
+        self, key: Key, fingerprint: str, now: float, *, lease_s: float = 0.0
+    ) -> tuple[Decision, IntentView]:
+        """Create the intent (PROCEED) or say what the existing one means for this request;
+        `lease_s` is how long the first attempt may still run (stores with leases honour it)."""
         ...
 
     async def set_mark(self, key: Key, mark: Mark) -> None: ...
@@ -82,8 +85,10 @@ class LocalIntents:
             ended_at if isinstance(ended_at, float) else None,
         )
 
-    async def begin(self, key: Key, fingerprint: str, now: float) -> tuple[Decision, IntentView]:
-        decision, _ = self.store.begin(key, fingerprint, now)
+    async def begin(
+        self, key: Key, fingerprint: str, now: float, *, lease_s: float = 0.0
+    ) -> tuple[Decision, IntentView]:
+        decision, _ = self.store.begin(key, fingerprint, now)  # one process: no lease needed
         view = self._view(key)
         assert view is not None
         return decision, view

@@ -150,3 +150,27 @@ async def test_members_hold_one_token_and_report_the_fleet(
                 gateway_service_pb2.GetStatusRequest()
             )
             assert status.fleet.degraded and status.serving  # market data keeps flowing
+
+
+async def test_a_record_on_a_forgotten_intent_creates_nothing(redis_url: str) -> None:
+    """Another member verified the order absent and forgot the intent; the first sender's late
+    record must not bring back a hash without fingerprint or TTL (every later retry would be
+    refused as a CONFLICT, for ever)."""
+    async with Redis.from_url(redis_url) as client:
+        store = RedisIntents(client)
+        key = ("svc", "demo", "gone-1")
+        assert (await store.begin(key, "fp", time.time()))[0] is Decision.PROCEED
+        await store.forget(key)
+        await store.placed(key, (7,), reconciled=False)
+        await store.unknown(key, (7,), time.time())
+        assert not await client.exists(redis_key(key))
+        assert (await store.begin(key, "fp", time.time()))[0] is Decision.PROCEED
+
+
+async def test_the_in_flight_lease_covers_the_callers_remaining_time(redis_url: str) -> None:
+    async with Redis.from_url(redis_url) as client:
+        short = RedisIntents(client, lease_s=-4.9)  # 0.1 s unless the call asks for more
+        key = ("svc", "demo", "long-1")
+        assert (await short.begin(key, "fp", time.time(), lease_s=1.0))[0] is Decision.PROCEED
+        await asyncio.sleep(0.3)  # past the store's own lease, within the caller's time
+        assert (await short.begin(key, "fp", time.time()))[0] is Decision.WAIT

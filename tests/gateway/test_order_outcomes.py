@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,7 @@ from alp.v3 import common_pb2, trading_pb2, trading_pb2_grpc
 from gateway.app import Gateway
 from gateway.sandbox import Sandbox
 from gateway.sandbox.engine.records import OrderRequest
+from tests.cluster.conftest import RedisServer, running_redis
 from tests.gateway.conftest import gateway_config
 from tests.gateway.status_details import details_of
 from tests.gateway.test_streams import eventually
@@ -315,3 +316,42 @@ async def test_public_cache_joiner_survives_the_leaders_cancellation(
         await joiner  # ALP answers after 1 s: the joiner should get the book (or an error)
     except grpc.aio.AioRpcError as exc:
         assert exc.code() is not grpc.StatusCode.DEADLINE_EXCEEDED, exc  # current: hangs
+
+
+@pytest.fixture
+def fleet_redis() -> Iterator[RedisServer]:
+    yield from running_redis()
+
+
+# -- 9. fleet: the in-flight lease is shorter than the caller's deadline -> doubled order ------
+async def test_fleet_lease_shorter_than_the_callers_deadline_never_doubles(
+    sandbox: Sandbox, fleet_redis: RedisServer
+) -> None:
+    """Member a sends with a 14 s deadline; ALP holds it 12 s. The intent's lease is a fixed
+    upstream.timeout_s + 10 s (here 10.1 s), not "the first attempt's deadline plus a margin": a
+    retry on member b after 10.5 s sees the sender "gone", lists, finds nothing, answers
+    ORDER_NOT_PLACED and forgets the key; the next retry places a second order."""
+    config = gateway_config(sandbox, cluster__redis_url=fleet_redis.url, upstream__timeout_s=0.1)
+    async with Gateway(config) as ga, Gateway(config) as gb:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{ga.port}") as ca,
+            grpc.aio.insecure_channel(f"127.0.0.1:{gb.port}") as cb,
+        ):
+            a = trading_pb2_grpc.TradingServiceStub(ca)
+            b = trading_pb2_grpc.TradingServiceStub(cb)
+            await warm(a)
+            await warm(b)
+            sandbox.faults.update({"delay_s": 12.0, "delay_path_prefix": "/trading"})
+            started = time.monotonic()
+            first = asyncio.create_task(place(a, order("20521", cid="lease-1"), within=14.0))
+            await eventually(lambda: posts(sandbox) == 3)
+            await asyncio.sleep(10.5 - (time.monotonic() - started))
+            sandbox.faults.update({"delay_s": 0.0})
+            retry = await place(b, order("20521", cid="lease-1"), within=3.0)
+            again = None
+            if retry.reason == "ORDER_NOT_PLACED":  # "verified absent: safe to retry"
+                again = await place(b, order("20521", cid="lease-1"), within=3.0)
+            got_first = await first
+    orders = held(sandbox, "20521")
+    assert len(orders) == 1, (got_first, retry, again, orders)  # never doubled
+    assert retry.reason in ("OK", "ORDER_OUTCOME_UNKNOWN"), retry  # it existed at ALP later
