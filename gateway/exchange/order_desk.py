@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -107,6 +108,7 @@ class OrderDesk:
         self._wall = wall
         self.intents: IntentStore = intents or LocalIntents(settings.idempotency_window_s)
         self._newest: dict[str, int] = {}
+        self._sending: dict[str, Counter[str]] = {}  # account -> terms -> undecided attempts
         self._running: set[asyncio.Task[object]] = set()
         self._listings: SingleFlight[str, tuple[list[Order], float]] = SingleFlight()
         self._draining = False
@@ -200,6 +202,19 @@ class OrderDesk:
             await self.intents.wait_change(key, remaining)
 
     async def _send(self, attempt: _Attempt) -> Placed:
+        """Send once, counted among the account's attempts with these terms until it is decided:
+        while another is undecided, an order with the same terms may be that one's (_look)."""
+        sending = self._sending.setdefault(attempt.account.name, Counter())
+        terms = fingerprint(attempt.spec)
+        sending[terms] += 1
+        try:
+            return await self._send_counted(attempt)
+        finally:
+            sending[terms] -= 1
+            if not sending[terms]:
+                del sending[terms]
+
+    async def _send_counted(self, attempt: _Attempt) -> Placed:
         account, spec, key = attempt.account, attempt.spec, attempt.key
         mark = Mark(self._newest.get(account.name), self._wall(), self._settings.clock_skew_s)
         if key is not None:
@@ -236,7 +251,7 @@ class OrderDesk:
             "PlaceOrder on %s ambiguous (%s); reconciling", account.name, type(cause).__name__
         )
         try:
-            verdict, candidates = await self._look(attempt, mark, self._clock())
+            verdict, candidates = await self._look(attempt, mark, self._clock(), own=1)
         except BaseException:
             await self._unknown(key, ())
             raise
@@ -246,7 +261,12 @@ class OrderDesk:
             await self._forget(key)
             raise OrderNotPlaced(cause) from cause
         await self._unknown(key, candidates)
-        why = "several matching orders" if candidates else "ALP's order list could not settle it"
+        why = {
+            Verdict.SEVERAL: "several matching orders",
+            Verdict.INCOMPLETE: "ALP's order list could not settle it",
+        }[verdict]
+        if verdict is Verdict.INCOMPLETE and candidates:
+            why = "a matching order may be another undecided attempt's with the same terms"
         raise OrderOutcomeUnknown(spec.client_order_id or "", candidates, why) from cause
 
     def _send_deadline(self, deadline: float) -> float:
@@ -278,7 +298,7 @@ class OrderDesk:
         mark = intent.mark or Mark(None, self._wall() - self._settings.idempotency_window_s)
         ended_at = intent.ended_at if intent.ended_at is not None else self._wall()
         given_up_at = self._clock() - max(0.0, self._wall() - ended_at)
-        verdict, candidates = await self._look(attempt, mark, given_up_at)
+        verdict, candidates = await self._look(attempt, mark, given_up_at, own=0)
         if verdict is Verdict.FOUND:
             return await self._placed(attempt.account, key, candidates, reconciled=True)
         if verdict is Verdict.ABSENT:
@@ -289,17 +309,21 @@ class OrderDesk:
         raise OrderOutcomeUnknown(key[2], candidates or intent.candidates, "still undecided")
 
     async def _look(
-        self, attempt: _Attempt, mark: Mark, given_up_at: float | None
+        self, attempt: _Attempt, mark: Mark, given_up_at: float | None, *, own: int
     ) -> tuple[Verdict, tuple[int, ...]]:
         """List ALP's orders until a verdict; INCOMPLETE when the deadline comes first.
 
         "Absent" counts only for a listing started `settle_s` after the attempt was given up: a
-        request ALP is still holding may yet create the order. Concurrent lookups on one account
-        share each listing, so N ambiguous orders cost one request a round, not N.
+        request ALP is still holding may yet create the order. One matching order is ours only
+        when no other attempt with the same terms is undecided (`own`: whether this call is
+        counted among them): it may be that one's, whose answer is late; its answer claims it.
+        Concurrent lookups on one account share each listing: one request a round, not N.
         """
         account, deadline = attempt.account, attempt.deadline
         s = self._settings
         settles_at = -1.0 if given_up_at is None else given_up_at + s.settle_s
+        terms = fingerprint(attempt.spec)
+        contested: tuple[int, ...] = ()
         while True:
             try:
                 orders, started_at = await self._list_orders(account, deadline)
@@ -308,8 +332,13 @@ class OrderDesk:
                 return Verdict.INCOMPLETE, ()
             claimed = await self.intents.claimed(account.name)  # as of now, not as of the start
             found = lookup(orders, attempt.spec, mark, claimed)
-            if found.verdict in (Verdict.FOUND, Verdict.SEVERAL):
+            rivals = self._sending.get(account.name, Counter())[terms] - own
+            if found.verdict is Verdict.FOUND and rivals > 0:
+                contested = found.candidates  # maybe a rival's: look again once it is decided
+            elif found.verdict in (Verdict.FOUND, Verdict.SEVERAL):
                 return found.verdict, found.candidates
+            else:
+                contested = ()
             if found.verdict is Verdict.ABSENT and started_at >= settles_at:
                 return Verdict.ABSENT, ()
             now = self._clock()
@@ -317,7 +346,7 @@ class OrderDesk:
             last_call = deadline - LAST_LOOKUP_S
             if wake > last_call:
                 if now + s.lookup_pause_s > last_call:
-                    return Verdict.INCOMPLETE, ()
+                    return Verdict.INCOMPLETE, contested
                 wake = last_call  # one more look before the deadline: a late order is found
             await asyncio.sleep(wake - now)
 

@@ -355,3 +355,26 @@ async def test_fleet_lease_shorter_than_the_callers_deadline_never_doubles(
     orders = held(sandbox, "20521")
     assert len(orders) == 1, (got_first, retry, again, orders)  # never doubled
     assert retry.reason in ("OK", "ORDER_OUTCOME_UNKNOWN"), retry  # it existed at ALP later
+
+
+# -- 1. reconciliation attributes another in-flight intent's order ------------------------------
+async def test_ambiguous_order_is_not_answered_with_a_concurrent_intents_order(
+    channel: grpc.aio.Channel, sandbox: Sandbox
+) -> None:
+    """B (cid b) is applied and its answer is late; A (cid a, same terms) is refused 502 before
+    ALP applied it. A's reconciliation must not name B's order as A's: A's caller would hear
+    "placed" for an order that does not exist (one order, two owners)."""
+    stub = trading_pb2_grpc.TradingServiceStub(channel)
+    await warm(stub)
+    sandbox.faults.update({"delay_after_s": 2.0, "delay_path_prefix": "/trading"})
+    b = asyncio.create_task(place(stub, order("20501", cid="b"), within=8.0))
+    await eventually(lambda: len(held(sandbox, "20501")) == 1)  # B applied, answer pending
+    sandbox.faults.update({"error_rate": 1.0, "error_status": 502, "error_path_prefix": "/trading"})
+    a = await place(stub, order("20501", cid="a"), within=8.0)
+    sandbox.faults.update({"error_rate": 0.0})
+    got_b = await b
+    assert got_b.error is None, got_b
+    orders = held(sandbox, "20501")
+    assert orders == [got_b.reply.order_id]  # only B's order exists
+    # A was never applied: "OK" naming B's order is a lie
+    assert a.reason in ("ORDER_NOT_PLACED", "ORDER_OUTCOME_UNKNOWN"), (a, got_b)
