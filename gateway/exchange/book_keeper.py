@@ -17,7 +17,7 @@ from gateway.core.backoff import backoff_delay
 from gateway.core.orderbook import BookInconsistent, OrderBook
 from gateway.errors import GatewayError, RateLimited, UpstreamHttpError
 from gateway.exchange.upstream import Upstream
-from gateway.exchange.ws_public import RECONNECTING, RESYNCED, SUBSCRIBED, TopicFeed
+from gateway.exchange.ws_public import RECONNECTING, RESYNCED, TopicFeed
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,8 @@ class BookKeeper:
         self._resyncing = False
         self.stats = BookStats()
         self.topics = (f"market_depth.{pair}", f"diff.{pair}")
+        self.reconnecting = False  # watchers heard RECONNECTING and not yet that it is back
+        self._told_live = False  # watchers heard SUBSCRIBED or RESYNCED (and nothing after)
 
     @property
     def seeded(self) -> bool:
@@ -168,17 +170,35 @@ class BookKeeper:
                 self._publish(resync=False, time_s=event.ts)
 
     def on_status(self, state: str, topics: tuple[str, ...]) -> None:
+        """The book's two topics may sit on two upstream sockets, each reporting on its own: the
+        watchers hear one RECONNECTING at the first loss and one SUBSCRIBED or RESYNCED once both
+        topics are live again, naming the book's topics."""
         if self.refusal is not None:
             return  # the watchers were told the stream is over
-        for watcher in tuple(self._watchers):
-            watcher.on_book_status(state, topics)
-        if state in (SUBSCRIBED, RESYNCED) and all(self._feed.is_live(t) for t in self.topics):
-            self._topics_answered.set()
         if state == RECONNECTING:
             self._resyncing = True
             self._topics_answered.clear()  # ALP answers the resubscription afresh
-        elif state == RESYNCED:
+            if not self.reconnecting:
+                self.reconnecting = True
+                self._tell(RECONNECTING)
+            return
+        if not all(self._feed.is_live(t) for t in self.topics):
+            return  # the other topic's answer is still to come
+        self._topics_answered.set()
+        if self.reconnecting:  # diffs may be missing: a fresh snapshot, flagged resync
+            self.reconnecting = False
+            self._tell(RESYNCED)
             self._schedule_resnapshot()
+            return
+        if not self._told_live:
+            self._tell(state)
+        if state == RESYNCED:
+            self._schedule_resnapshot()
+
+    def _tell(self, state: str) -> None:
+        self._told_live = state != RECONNECTING
+        for watcher in tuple(self._watchers):
+            watcher.on_book_status(state, self.topics)
 
     def on_rejected(self, topic: str, error: GatewayError) -> None:
         """ALP refused one of the pair's topics: no book can be kept, so the watchers end now."""

@@ -228,8 +228,10 @@ class Delivery:
                 self._topics.offer(entry)
             else:
                 self._topics.replace(key, entry)
-        elif not self._lossless.offer(entry, entry.events) and policy is Policy.RESNAPSHOT:
-            self._restart_from_snapshot()
+        elif policy is Policy.RESNAPSHOT and not self._lossless.fits(entry.events):
+            self._restart_from_snapshot(entry)
+        else:
+            self._lossless.offer(entry, entry.events)  # a LOSSLESS overflow breaks the stream
         self._wake.set()
 
     def _push_lane(
@@ -256,12 +258,18 @@ class Delivery:
         topics.offer_lane(lane, entry)
         self._wake.set()
 
-    def _restart_from_snapshot(self) -> None:
-        """The consumer fell too far behind a book: drop its backlog, send a fresh snapshot."""
+    def _restart_from_snapshot(self, overflowing: _Entry) -> None:
+        """The consumer fell too far behind a book: drop its backlog of updates (the overflowing
+        one included) for a fresh snapshot. Statuses are no backlog: they stay, in order, ahead of
+        it, and only dropped updates count as skipped."""
         assert self._resnapshot is not None
-        self._pending_skipped += self._lossless.lost
+        backlog = [*self._lossless.drain(), overflowing]
+        statuses = [e for e in backlog if e.is_status]
+        self._pending_skipped += sum(e.events for e in backlog if not e.is_status)
         self._lossless = LosslessQueue(self._lossless.limit)
         self.resnapshots += 1
+        for entry in statuses:
+            self._lossless.offer(entry, entry.events)
         for snapshot in self._resnapshot():
             self._lossless.offer(_Entry(snapshot, False))
 

@@ -181,11 +181,13 @@ class StreamServicer:
             else:  # the book's updates go into the one queue, under the book's policy
                 stream.delivery = Lane(delivery, stream.delivery)
             live = all(self._feed.is_live(topic) for topic in keeper.topics)
-            if subscribe and live:
-                stream.status("subscribed", keeper.topics)
+            # a book joined while its topics are down hears it too (then RESYNCED), as the others
+            said = "subscribed" if live else "reconnecting" if keeper.reconnecting else ""
+            if subscribe and said:
+                stream.status(said, keeper.topics)
             stream.start()
-            if live and not subscribe:  # after the snapshot: StreamOrderBook's first message
-                stream.status("subscribed", keeper.topics)
+            if said and not subscribe:  # after the snapshot: StreamOrderBook's first message
+                stream.status(said, keeper.topics)
         if delivery is None:
             raise ValueError("a RESNAPSHOT plan streams one order book")
         return delivery
