@@ -409,9 +409,10 @@ class OrderDesk:
         """Cancelling is safe to repeat; what matters is not to call failed what happened.
 
         "Not applied" needs proof: every order the cancel concerned is listed and one of them is
-        still open `settle_s` after the attempt was given up. An id ALP does not list (it lists the
-        newest 100) or, for all/by pair, only orders newer than any known before the cancel
-        (they may have come after it) leave the outcome unknown."""
+        still open `settle_s` after the attempt was given up. For all / by pair only orders no
+        newer than the newest known before the cancel count (later ones may postdate it). An id
+        ALP does not list (it lists the newest 100), or no order known before a cancel of all /
+        by pair, leaves the outcome unknown."""
         given_up_at = self._clock()
         while True:
             try:
@@ -421,7 +422,9 @@ class OrderDesk:
             wanted = _cancel_scope(orders, target, known_before)
             if wanted is None:
                 raise OrderOutcomeUnknown(
-                    "", (), "an order to cancel is not in ALP's order list (the newest 100)"
+                    "",
+                    (),
+                    "ALP's order list (the newest 100) cannot tell what the cancel concerned",
                 ) from cause
             if not any(o.status_raw in OPEN_STATUSES for o in wanted):
                 return Cancelled(None, {o.id: o.status_raw for o in wanted})
