@@ -41,10 +41,6 @@ class LosslessQueue(Generic[T]):
         self.size += weight
         return True
 
-    def fits(self, weight: int = 1) -> bool:
-        """Would `offer(item, weight)` keep it (rather than break the queue)?"""
-        return not self.lost and self.size + weight <= self.limit
-
     @property
     def broken(self) -> bool:
         return self.lost > 0

@@ -228,10 +228,14 @@ class Delivery:
                 self._topics.offer(entry)
             else:
                 self._topics.replace(key, entry)
-        elif policy is Policy.RESNAPSHOT and not self._lossless.fits(entry.events):
-            self._restart_from_snapshot(entry)
+        elif policy is Policy.RESNAPSHOT:
+            queue = self._lossless
+            if queue.size + entry.events > queue.limit:  # (inline: this runs per consumer)
+                self._restart_from_snapshot(entry)
+            else:
+                queue.offer(entry, entry.events)
         else:
-            self._lossless.offer(entry, entry.events)  # a LOSSLESS overflow breaks the stream
+            self._lossless.offer(entry, entry.events)  # an overflow breaks the stream
         self._wake.set()
 
     def _push_lane(
