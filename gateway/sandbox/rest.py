@@ -67,10 +67,9 @@ def _int_param(request: web.Request, name: str, *, low: int, high: int) -> int |
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Reject(400, "1002", f"{name} must be an integer") from None
+    if not raw.isascii() or not raw.isdigit():  # int() would take " 5", "+5", "1_0" and "٣"
+        raise Reject(400, "1002", f"{name} must be an integer")
+    value = int(raw)
     if not low <= value <= high:
         raise Reject(400, "1002", f"{name} must be between {low} and {high}")
     return value
@@ -319,9 +318,7 @@ class RestApi:
     async def account_trades(
         self, request: web.Request, account: SandboxAccount, _: bytes
     ) -> web.StreamResponse:
-        pair = request.query.get("pair") or None
-        if pair is not None and not PAIR_TEXT.fullmatch(pair):
-            raise Reject(400, "1010", "invalid pair")
+        pair = _pair_param(request, self.exchange) if request.query.get("pair") else None
         side = request.query.get("side") or None
         if side is not None and side not in ("BUY", "SELL"):
             raise Reject(400, "1007", "side must be BUY or SELL")
@@ -391,6 +388,9 @@ class RestApi:
                     raise Reject(400, "1002", "order_ids must be a list of integers")
                 if len(ids) > 1000:
                     raise Reject(400, "1002", "at most 1000 order_ids")
+                if len(set(ids)) != len(ids):  # refused before anything changes: a repeated id
+                    raise Reject(400, "1002", "order_ids must be distinct")  # would answer an
+                    # error after the first occurrence cancelled the order
                 result = self.exchange.cancel_orders(account.account_id, ids, now)
                 if all(v != "CANCELLED" for v in result.values()):
                     # nothing of the request could be cancelled: 1011 ORDER_NOT_FOUND (the

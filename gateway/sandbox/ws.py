@@ -74,7 +74,8 @@ class WsHub:
     # -- connection -------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         heartbeat = self.quirks.ping_interval_s if self.quirks.ping_mode == "protocol" else None
-        ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=1 << 20)
+        # API-NOTES: permessage-deflate is not negotiated
+        ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=1 << 20, compress=False)
         await ws.prepare(request)
         client = Client(ws, self.config.ws_send_queue)
         self.clients.add(client)
@@ -94,11 +95,13 @@ class WsHub:
         )
         try:
             async for message in ws:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    raw = message.data if isinstance(message.data, bytes) else message.data.encode()
+                    if len(raw) > self.quirks.max_inbound_frame_bytes:  # any data frame (API-NOTES)
+                        await ws.close(code=WSCloseCode.MESSAGE_TOO_BIG, message=b"frame too large")
+                        break
                 if message.type is not WSMsgType.TEXT:
                     continue
-                if len(message.data.encode()) > self.quirks.max_inbound_frame_bytes:
-                    await ws.close(code=WSCloseCode.MESSAGE_TOO_BIG, message=b"frame too large")
-                    break
                 if not await self._command(client, message.data):
                     break
         finally:
@@ -155,6 +158,14 @@ class WsHub:
         if command == "subscribe":
             self._subscribe(client, args, frame)
         elif command == "unsubscribe":
+            # docs: "In case of any error, the server will send next message: ["error", ...]";
+            # silent on unsubscribe, so the stricter reading: a bad topic applies none of the frame
+            problem = next(
+                filter(None, (self._topic_problem(t, "unsubscribe") for t in args)), None
+            )
+            if problem is not None:
+                client.send(problem)
+                return True
             removed = [t for t in args if isinstance(t, str) and t in client.topics]
             for topic in removed:
                 client.topics.discard(topic)
@@ -183,24 +194,24 @@ class WsHub:
             frame.append(command)
         return json.dumps(frame)
 
-    def _topic_problem(self, topic: Any) -> str | None:
-        """None if `topic` can be subscribed; else the error frame ALP sends for it.
+    def _topic_problem(self, topic: Any, command: str = "subscribe") -> str | None:
+        """None if `topic` can be (un)subscribed; else the error frame ALP sends for it.
 
         A malformed topic gets the live `["error", ts, "Invalid topic: X", "subscribe"]`; a
         well-formed topic naming no listed pair gets the docs' `["error", ts, "Topic does not
         exist"]` (which names neither topic nor command).
         """
         if not isinstance(topic, str):
-            return self._error("Invalid topic", "subscribe")
+            return self._error("Invalid topic", command)
         channel, dot, pair = topic.partition(".")
         shown = topic[:60]
         if not dot or channel not in CHANNELS:
-            return self._error(f"Invalid topic: {shown}", "subscribe")
+            return self._error(f"Invalid topic: {shown}", command)
         if pair == "*":
             ok = channel in ("ticker", "trade", "rates")
-            return None if ok else self._error(f"Invalid topic: {shown}", "subscribe")
+            return None if ok else self._error(f"Invalid topic: {shown}", command)
         if channel == "rates" or not PAIR_TEXT.fullmatch(pair):
-            return self._error(f"Invalid topic: {shown}", "subscribe")
+            return self._error(f"Invalid topic: {shown}", command)
         return None if pair in self._pairs else self._error("Topic does not exist")
 
     def _subscribe(self, client: Client, topics: list[Any], frame: list[Any]) -> None:

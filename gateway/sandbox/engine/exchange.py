@@ -311,6 +311,10 @@ class Exchange:
             if req.quote_amount < spec.min_order_value:
                 raise _bad("1018", "order value below minimum")
         book = self._books[spec.name]
+        if kind == "MARKET" and req.side == "SELL" and base is not None:
+            best_bid = book.opposite("SELL").best()  # the value it would fetch at best
+            if best_bid is not None and base * best_bid < spec.min_order_value:
+                raise _bad("1018", "order value below minimum")
         if kind == "LIMIT" and req.post_only:
             assert req.limit_price is not None
             best = book.opposite(req.side).best()
