@@ -17,7 +17,7 @@ T = TypeVar("T")
 class LosslessQueue(Generic[T]):
     """Keeps every item; overflowing `limit` breaks the queue and counts the lost items."""
 
-    __slots__ = ("_items", "limit", "lost", "size")
+    __slots__ = ("_items", "limit", "lost", "overflowed", "size")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
@@ -26,6 +26,7 @@ class LosslessQueue(Generic[T]):
         self.limit = limit  # in events: an item may carry several (`weight`)
         self.size = 0
         self.lost = 0
+        self.overflowed: deque[T] = deque()  # what was queued when it overflowed (not `item`)
 
     def offer(self, item: T, weight: int = 1) -> bool:
         """False once the queue overflowed: the stream must end, it can no longer be complete."""
@@ -34,7 +35,7 @@ class LosslessQueue(Generic[T]):
             return False
         if self.size + weight > self.limit:
             self.lost = self.size + weight
-            self._items.clear()
+            self.overflowed, self._items = self._items, deque()
             self.size = 0
             return False
         self._items.append(item)

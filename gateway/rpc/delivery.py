@@ -228,14 +228,8 @@ class Delivery:
                 self._topics.offer(entry)
             else:
                 self._topics.replace(key, entry)
-        elif policy is Policy.RESNAPSHOT:
-            queue = self._lossless
-            if queue.size + entry.events > queue.limit:  # (inline: this runs per consumer)
-                self._restart_from_snapshot(entry)
-            else:
-                queue.offer(entry, entry.events)
-        else:
-            self._lossless.offer(entry, entry.events)  # an overflow breaks the stream
+        elif not self._lossless.offer(entry, entry.events) and policy is Policy.RESNAPSHOT:
+            self._restart_from_snapshot(entry)  # (a LOSSLESS overflow breaks the stream)
         self._wake.set()
 
     def _push_lane(
@@ -267,7 +261,7 @@ class Delivery:
         one included) for a fresh snapshot. Statuses are no backlog: they stay, in order, ahead of
         it, and only dropped updates count as skipped."""
         assert self._resnapshot is not None
-        backlog = [*self._lossless.drain(), overflowing]
+        backlog = [*self._lossless.overflowed, overflowing]
         statuses = [e for e in backlog if e.is_status]
         self._pending_skipped += sum(e.events for e in backlog if not e.is_status)
         self._lossless = LosslessQueue(self._lossless.limit)
