@@ -32,9 +32,11 @@ from gateway.core.rate_limit import Lane, SlidingWindow
 log = logging.getLogger(__name__)
 
 # KEYS[1] the pool's sends: a sorted set, score = send time in microseconds, members unique.
+# KEYS[2] the budget's epoch: set once, never expiring; a Redis that lost its data (restarted
+# without persistence, flushed) has none, and the script sets a new one.
 # ARGV: cap (sends this lane may see in a span), span in microseconds, a unique member,
 # and, for tests only, the time in microseconds (production scripts read Redis TIME).
-# Returns 0 when the send was recorded, else the milliseconds until it would fit.
+# Returns {0 when the send was recorded, else the milliseconds until it would fit; the epoch}.
 ACQUIRE_LUA = """
 local now
 if ARGV[4] then
@@ -43,6 +45,11 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = tostring(now) .. ':' .. ARGV[3]
+  redis.call('SET', KEYS[2], epoch)
+end
 local cap = tonumber(ARGV[1])
 local span = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - span)
@@ -50,10 +57,10 @@ local held = redis.call('ZCARD', KEYS[1])
 if held < cap then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], math.ceil(span / 1000) + 1000)
-  return 0
+  return {0, epoch}
 end
 local oldest = redis.call('ZRANGE', KEYS[1], held - cap, held - cap, 'WITHSCORES')
-return math.max(1, math.ceil((tonumber(oldest[2]) + span - now) / 1000))
+return {math.max(1, math.ceil((tonumber(oldest[2]) + span - now) / 1000)), epoch}
 """
 
 
@@ -81,6 +88,14 @@ def share_of(window: SlidingWindow, members: int) -> SlidingWindow:
         return SlidingWindow(1, window.window_s * n / window.limit, window.margin_s, 0)
     reserve = min(limit - 1, math.ceil(window.trade_reserve * limit / window.limit))
     return SlidingWindow(limit, window.window_s, window.margin_s, reserve)
+
+
+class BudgetForgotten(Exception):
+    """Redis answered without the fleet's recent sends (restarted without persistence): as
+    after an outage, this member pauses one span, then keeps to its share for one more."""
+
+
+_ASK_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, BudgetForgotten)
 
 
 @dataclass
@@ -114,6 +129,9 @@ class RedisBudget:
         self._member = member_id or (members.member_id if members else f"m{id(self):x}")
         self._seq = itertools.count()
         self._script = redis.register_script(ACQUIRE_LUA)
+        self._epoch_key = f"{namespace}:budget-epoch"
+        self._probe_key = f"{namespace}:budget-probe"
+        self._epoch: str | None = None  # the budget's epoch last seen (None: never asked yet)
         self._probe_s = probe_s
         self._locks: dict[str | None, asyncio.Lock] = {}
         self._blocked: dict[tuple[str | None, int], float] = {}  # (pool, lane cap) -> until
@@ -166,7 +184,9 @@ class RedisBudget:
                 return self._local(pool, lane, window, now)
             self._next_probe = now + self._probe_s  # one probe at a time; the rest stay local
             try:
-                await self._redis.ping()
+                # a write, not PING: a read-only replica after a failover (or a Redis out of
+                # memory) answers PING and refuses the budget script
+                await self._redis.set(self._probe_key, self._member, px=1000)
             except REDIS_ERRORS:
                 return self._local(pool, lane, window, now)
             self._answered(now)
@@ -185,8 +205,8 @@ class RedisBudget:
                 return share_wait
         try:
             waited_ms = await self.ask(pool, lane, window)
-        except REDIS_ERRORS as exc:
-            self._lost(exc, now)
+        except _ASK_ERRORS as exc:
+            self._lost(exc, now)  # (while down: the same outage goes on, its share with it)
             return self._local(pool, lane, window, now)
         if waited_ms > 0:
             self._blocked[(pool, cap)] = now + waited_ms / 1000.0
@@ -209,7 +229,13 @@ class RedisBudget:
         ]
         if at_us is not None:
             args.append(at_us)
-        return int(await self._script(keys=[self.key(pool)], args=args))
+        waited, epoch = await self._script(keys=[self.key(pool), self._epoch_key], args=args)
+        epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        forgotten = self._epoch is not None and epoch != self._epoch
+        self._epoch = epoch
+        if forgotten and self._down_since is None:
+            raise BudgetForgotten(f"Redis lost the budget (epoch {epoch[:40]!r})")
+        return int(waited)
 
     def _fallback_for(self, pool: str | None, window: SlidingWindow) -> _Fallback:
         state = self._fallback.setdefault(pool, _Fallback())
@@ -278,3 +304,4 @@ class RedisBudget:
             )
             self._down_since = None
             self._recovered_at = now
+            self._epoch = None  # whatever Redis holds now: the recovery covers what it lost

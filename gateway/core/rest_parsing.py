@@ -4,6 +4,7 @@ endpoint and field, never a KeyError or TypeError."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,6 +16,7 @@ from gateway.core.json_codec import loads_exact
 from gateway.errors import UpstreamHttpError, UpstreamProtocolError
 
 T = TypeVar("T")
+_DELAY_SECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
 
 
 class _Row:
@@ -404,10 +406,18 @@ def parse_error_body(
         message = "" if raw_message is None else str(raw_message)
     elif body.strip():
         message = body[:200].decode("utf-8", "replace").strip()
-    retry_after: float | None = None
-    if retry_after_header:
-        try:
-            retry_after = max(0.0, float(Decimal(retry_after_header.strip())))
-        except (ArithmeticError, ValueError):
-            retry_after = None
-    return UpstreamHttpError(http_status, code, message[:500], retry_after=retry_after)
+    return UpstreamHttpError(
+        http_status, code, message[:500], retry_after=retry_after_of(retry_after_header)
+    )
+
+
+MAX_RETRY_AFTER_S = 60.0  # a longer (or odd) Retry-After must not stop a pool for hours
+
+
+def retry_after_of(header: str | None) -> float | None:
+    """Retry-After as delay-seconds (RFC 9110: digits; a fraction tolerated), capped; None for
+    anything else ("Infinity", "1e9", an HTTP-date): the caller's default pause applies."""
+    text = (header or "").strip()
+    if not _DELAY_SECONDS.fullmatch(text):
+        return None
+    return min(float(Decimal(text)), MAX_RETRY_AFTER_S)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from gateway.core.rate_limit import Lane, SlidingWindow
+from gateway.core.rest_parsing import MAX_RETRY_AFTER_S
 from gateway.errors import RateLimited
 
 # After a 429 or while higher lanes wait, re-check at least this often.
@@ -94,7 +95,7 @@ class RateLimiter:
 
     def pause(self, account: str | None, seconds: float) -> None:
         """ALP answered 429 for this pool: nobody in it calls again for `seconds` (Retry-After)."""
-        until = self._clock() + max(0.0, seconds)
+        until = self._clock() + min(max(0.0, seconds), MAX_RETRY_AFTER_S)
         if until > self._paused_until.get(account, 0.0):
             self._paused_until[account] = until
             self.pauses += 1
@@ -117,7 +118,13 @@ class RateLimiter:
                 if wait <= 0 and self._outranked(account, lane):
                     wait = _RECHECK_S
                 if wait <= 0 and self._shared is not None:
-                    wait = await self._shared.acquire(account, lane, window, now)
+                    try:  # a hung Redis must not hold the caller past its deadline
+                        async with asyncio.timeout(max(0.0, deadline - now)):
+                            wait = await self._shared.acquire(account, lane, window, now)
+                    except TimeoutError:
+                        self.rejections += 1
+                        pool = "public" if account is None else f"account:{account}"
+                        raise RateLimited(pool, 0.0) from None
                 if wait <= 0:
                     window.record(now)
                     if self._shared is not None:

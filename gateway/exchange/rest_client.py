@@ -142,6 +142,10 @@ class RestClient:
         attempt = 0
         failed: UpstreamError | None = None
         while True:
+            if request.private and account is not None:
+                # the token first: a slot taken while /auth is slow would be spent long before
+                # the send, and the held sends would reach ALP as one burst when it answers
+                await self._token(request, account, deadline)
             try:  # every send takes a slot, retries and the re-send after a 401 too
                 await self._limiter.acquire(pool, deadline, lane)
             except RateLimited:
@@ -177,6 +181,14 @@ class RestClient:
             self.stats.retries += 1
             await asyncio.sleep(delay)
 
+    async def _token(self, request: RestRequest, account: AccountSession, deadline: float) -> str:
+        try:
+            return await account.tokens.token(timeout_s=max(0.0, deadline - self._clock()))
+        except TimeoutError:  # nothing was sent: a retry is safe
+            raise UpstreamUnavailable(
+                f"{request.method} {request.path}: no ALP token within the deadline"
+            ) from None
+
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
         delay = backoff_delay(
             attempt, base=self._retry.base_s, cap=self._retry.cap_s, rand=self._rand()
@@ -205,7 +217,7 @@ class RestClient:
         token = ""
         if request.private:
             assert account is not None
-            token = await account.tokens.token()
+            token = await self._token(request, account, deadline)
             headers["Authorization"] = f"Bearer {token}"
         remaining = deadline - self._clock()
         if remaining <= 0:

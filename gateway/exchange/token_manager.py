@@ -76,6 +76,7 @@ class TokenManager:
         self._margin = refresh_margin_s
         self._clock = clock
         self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Task[str] | None = None
         self._token: str | None = None
         self._expires_at: float | None = None
         self._lifetime: float | None = None
@@ -100,10 +101,24 @@ class TokenManager:
             return self._token
         return None
 
-    async def token(self) -> str:
+    async def token(self, *, timeout_s: float | None = None) -> str:
+        """The fresh token, refreshing it when needed. One refresh at a time, run as a task of
+        its own: every waiter shares its result or failure, a waiter that gives up (`timeout_s`:
+        TimeoutError; or is cancelled) leaves it running for the others, so a slow /auth still
+        ends with a token although every single caller would have waited less."""
         fresh = self.current()
         if fresh is not None:
             return fresh
+        task = self._refreshing
+        if task is None or task.done():
+            task = self._refreshing = asyncio.get_running_loop().create_task(
+                self._obtain(), name=f"token:{self.account}"
+            )
+            task.add_done_callback(_retrieved)
+        async with asyncio.timeout(timeout_s):
+            return await asyncio.shield(task)
+
+    async def _obtain(self) -> str:
         async with self._lock:
             fresh = self.current()
             if fresh is not None:
@@ -178,3 +193,9 @@ class TokenManager:
             os.replace(tmp, self._cache_file)
         except OSError as exc:
             log.warning("cannot persist ALP token for account %s: %s", self.account, exc.strerror)
+
+
+def _retrieved(task: asyncio.Task[str]) -> None:
+    """A refresh every waiter gave up on: its failure was logged where it happened."""
+    if not task.cancelled():
+        task.exception()

@@ -343,3 +343,23 @@ def test_token_policy() -> None:
         "hunter2" not in f"{secret} {secret!r} {[secret]} {secret:>20}"
         and secret.reveal() == "hunter2"
     )
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("1", 1.0),
+        (" 2 ", 2.0),
+        ("0.5", 0.5),
+        ("3600", rest_parsing.MAX_RETRY_AFTER_S),  # capped: a pool never stops for an hour
+        ("Infinity", None),
+        ("1e9", None),
+        ("-5", None),
+        ("NaN", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", None),  # the caller's default pause applies
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_delay_seconds_capped(header: str | None, seconds: float | None) -> None:
+    assert rest_parsing.retry_after_of(header) == seconds
