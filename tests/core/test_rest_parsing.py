@@ -340,7 +340,7 @@ def test_error_body_long_and_odd_json() -> None:
     [
         ("7", 7.0),
         (" 2.5 ", 2.5),
-        ("-3", 0.0),
+        ("-3", None),  # not delay-seconds: the default pause applies
         ("Wed, 21 Oct 2015 07:28:00 GMT", None),
         (None, None),
         ("", None),
