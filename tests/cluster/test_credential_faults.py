@@ -29,6 +29,8 @@ from gateway.sandbox import Sandbox
 from tests.cluster.conftest import RedisServer
 from tests.cluster.fleet import fleet
 
+pytestmark = pytest.mark.slow  # fault windows of seconds each; `make test` runs them
+
 ACCOUNT, API_KEY, API_SECRET = "demo", "demo-key", "demo-secret"
 
 

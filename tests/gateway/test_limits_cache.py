@@ -103,6 +103,7 @@ def max_sends_in_window(sandbox: Sandbox, path: str, span: float) -> int:
     return max((sum(1 for u in times if t <= u < t + span) for t in times), default=0)
 
 
+@pytest.mark.slow  # two rate windows
 @pytest.mark.parametrize("gateway_overrides", [{"upstream__private_rps": 2.0}])
 async def test_retries_stay_inside_the_private_rate_window(
     channel: grpc.aio.Channel, sandbox: Sandbox, gateway_overrides: dict[str, Any]

@@ -218,6 +218,7 @@ async def test_ambiguous_cancel_all_is_not_called_not_applied_because_of_a_newer
 
 
 # -- 6. drain cut while a cancel is being reconciled ------------------------------------------
+@pytest.mark.slow  # a fault window of seconds
 async def test_drain_cut_during_cancel_reconciliation_answers_outcome_unknown(
     sandbox: Sandbox,
 ) -> None:
@@ -324,6 +325,7 @@ def fleet_redis() -> Iterator[RedisServer]:
 
 
 # -- 9. fleet: the in-flight lease is shorter than the caller's deadline -> doubled order ------
+@pytest.mark.slow  # a fault window of seconds
 async def test_fleet_lease_shorter_than_the_callers_deadline_never_doubles(
     sandbox: Sandbox, fleet_redis: RedisServer
 ) -> None:
