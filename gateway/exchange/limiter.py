@@ -123,8 +123,7 @@ class RateLimiter:
                             wait = await self._shared.acquire(account, lane, window, now)
                     except TimeoutError:
                         self.rejections += 1
-                        pool = "public" if account is None else f"account:{account}"
-                        raise RateLimited(pool, 0.0) from None
+                        raise RateLimited(_pool_name(account), 0.0) from None
                 if wait <= 0:
                     window.record(now)
                     if self._shared is not None:
@@ -132,11 +131,14 @@ class RateLimiter:
                     return
                 if now + wait >= deadline:
                     self.rejections += 1
-                    pool = "public" if account is None else f"account:{account}"
-                    raise RateLimited(pool, wait)
+                    raise RateLimited(_pool_name(account), wait)
                 if not counted:
                     self.waits += 1
                     counted = True
                 await asyncio.sleep(wait)
         finally:
             waiting[lane] -= 1
+
+
+def _pool_name(account: str | None) -> str:
+    return "public" if account is None else f"account:{account}"
