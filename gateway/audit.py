@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import os
 import threading
@@ -28,11 +30,24 @@ class AuditLog:
         return f"AuditLog(path={str(self.path)!r})"
 
     def _append(self, line: bytes) -> None:
+        """The whole line or nothing: a short write (a full disk returns one without an error)
+        is finished or, failing that, cut back off so no half line is left to be read as one."""
         with self._lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line)
-                os.fsync(fd)
+                start = os.fstat(fd).st_size
+                try:
+                    view = memoryview(line)
+                    while view:
+                        written = os.write(fd, view)
+                        if written <= 0:
+                            raise OSError(errno.ENOSPC, "no byte written")
+                        view = view[written:]
+                    os.fsync(fd)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)
+                    raise
             finally:
                 os.close(fd)
             self.lines_written += 1

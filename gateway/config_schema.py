@@ -32,9 +32,10 @@ def _redis_url(text: str) -> str:
 Url = Annotated[str, AfterValidator(_url)]
 RedisUrl = Annotated[str, AfterValidator(_redis_url)]
 Port = Annotated[int, Field(ge=0, le=65535)]
-Seconds = Annotated[float, Field(ge=0)]
-PositiveSeconds = Annotated[float, Field(gt=0)]
-Rate = Annotated[float, Field(ge=0)]
+# finite: `inf` parses as a float and would overflow the window arithmetic at the first call
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Listen(Section):

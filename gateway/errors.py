@@ -31,6 +31,20 @@ Anything else reaching the RPC boundary is a bug: INTERNAL with a generic messag
 
 from __future__ import annotations
 
+import hashlib
+import re
+
+_ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # what config accepts as an account name
+
+
+def shown_account(text: str) -> str:
+    """A caller-supplied `x-alp-account` as errors and logs may show it: itself when it could be
+    an account name, else a short hash (a bearer token pasted there must never be echoed, and
+    7 KB of it must not push the status past the client's header limit)."""
+    if not text or _ACCOUNT_NAME.fullmatch(text):
+        return text
+    return "<sha256:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12] + ">"
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
@@ -75,8 +89,8 @@ class PermissionDenied(CallerError):
 
 class UnknownAccount(CallerError):
     def __init__(self, account: str) -> None:
-        super().__init__(f"unknown ALP account {account!r}")
-        self.account = account
+        self.account = shown_account(account)
+        super().__init__(f"unknown ALP account {self.account!r}")
 
 
 class UpstreamError(GatewayError):

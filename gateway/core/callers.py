@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from gateway.core.authz import SCOPES, Rule, channel_rule, method_rule
-from gateway.errors import PermissionDenied, Unauthenticated
+from gateway.errors import PermissionDenied, Unauthenticated, shown_account
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,8 @@ def _check(caller: Caller, rule: Rule | None, what: str, account: str | None) ->
         )
     if rule.account and (account is None or not caller.may_use(account)):
         raise PermissionDenied(
-            f"caller {caller.name!r} may not use ALP account {account!r} for {what}"
+            f"caller {caller.name!r} may not use ALP account {shown_account(account or '')!r} "
+            f"for {what}"
         )
 
 

@@ -69,7 +69,10 @@ def format_decimal(value: Decimal) -> str:
 
 
 def decimal_places(value: Decimal) -> int:
-    """Digits after the point that carry information (trailing zeros do not count)."""
-    exponent = value.normalize().as_tuple().exponent
+    """Digits after the point that carry information (trailing zeros do not count). Exact at any
+    length: `normalize()` would round to the context's 28 digits first and call
+    "20000.000...0001" (30 digits) a whole number."""
+    _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
-    return max(0, -exponent)
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing)) if any(digits) else 0

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import grpc
 from google.protobuf.message import DecodeError
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, shown_account
 from gateway.rpc.call import (
     ACCOUNT_HEADER,
     REQUEST_ID_HEADER,
@@ -136,7 +136,8 @@ class ErrorBarrier(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # gen
         is alive (the context of a cancelled call must not be touched)."""
         if self._observer is not None:
             self._observer.rpc_started(method, kind)
-        account = _loggable(metadata_value(context, ACCOUNT_HEADER) or self._default_account)
+        asked = metadata_value(context, ACCOUNT_HEADER) or self._default_account
+        account = _loggable(shown_account(asked))
         return _begin(context), (account, _loggable(context.peer() or ""))
 
     def _finish(

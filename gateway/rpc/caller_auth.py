@@ -20,7 +20,13 @@ from gateway.core.callers import (
     bearer_token,
 )
 from gateway.core.rate_limit import Lane, SlidingWindow
-from gateway.errors import CallerError, PermissionDenied, RateLimited, Unauthenticated
+from gateway.errors import (
+    CallerError,
+    PermissionDenied,
+    RateLimited,
+    Unauthenticated,
+    shown_account,
+)
 from gateway.rpc.call import ACCOUNT_HEADER, caller_var, metadata_value
 
 log = logging.getLogger(__name__)
@@ -124,6 +130,7 @@ def authorize_subscribe_channel(channel: str, account: str) -> None:
 def log_refusal(caller: Caller | None, method: str, account: str, exc: CallerError) -> None:
     """One audit line per refused call: who, which RPC, which ALP account, why."""
     name = caller.name if caller is not None else "(unauthenticated)"
+    account = shown_account(account)
     log.warning(
         "refused caller=%s rpc=%s account=%r reason=%s",
         name,

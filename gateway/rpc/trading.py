@@ -8,6 +8,8 @@ after, also for calls cut by the drain. A failing audit sink refuses trading bef
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -192,6 +194,24 @@ class TradingServicer(UnaryServicerBase, trading_pb2_grpc.TradingServiceServicer
                 "audit line for refused request %s could not be written", record["request_id"]
             )
 
+    async def _intent(self, record: dict[str, Any]) -> None:
+        """Write the intent line. Its write runs in a thread that finishes even if the call is
+        cancelled meanwhile (the caller's deadline during a slow fsync): then the line is on disk
+        and gets its outcome line too (CANCELLED, nothing sent)."""
+        assert self._audit is not None
+        writing = asyncio.get_running_loop().create_task(
+            self._audit.write({**record, "phase": "intent"})
+        )
+        try:
+            await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await writing
+                await self._audit.write(
+                    {**record, "phase": "outcome", "status": "CANCELLED", "sent": False}
+                )
+            raise
+
     async def _audited(
         self, record: dict[str, Any], action: Callable[[], Awaitable[ResponseT]]
     ) -> ResponseT:
@@ -202,7 +222,7 @@ class TradingServicer(UnaryServicerBase, trading_pb2_grpc.TradingServiceServicer
         """
         if self._audit is None:
             return await action()
-        await self._audit.write({**record, "phase": "intent"})
+        await self._intent(record)
         started = time.monotonic()
         outcome: dict[str, Any] = {"status": "INTERNAL"}
         try:
