@@ -43,7 +43,7 @@ def shown_account(text: str) -> str:
     7 KB of it must not push the status past the client's header limit)."""
     if not text or _ACCOUNT_NAME.fullmatch(text):
         return text
-    return "<sha256:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12] + ">"
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12]
 
 
 class GatewayError(Exception):
