@@ -5,8 +5,6 @@ each transition once although the book's two topics sit on two upstream sockets.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +19,7 @@ from gateway.exchange.book_keeper import BookKeeper, Level
 from gateway.rpc.book_stream import BookViews
 from gateway.sandbox import Sandbox
 from tests.gateway.conftest import gateway_config
+from tests.gateway.test_stream_joins import Recorder
 from tests.gateway.test_stream_waiting import Gate
 from tests.gateway.test_streams import eventually
 
@@ -28,46 +27,6 @@ RECONNECTING = stream_pb2.STREAM_STATE_RECONNECTING
 RESYNCED = stream_pb2.STREAM_STATE_RESYNCED
 SUBSCRIBED = stream_pb2.STREAM_STATE_SUBSCRIBED
 PAIR = "BTC_USDT"
-
-
-class Recorder:
-    """A stream read in the background: statuses in order, and what its messages carried."""
-
-    def __init__(self, call: Any) -> None:
-        self.call = call
-        self.states: list[int] = []
-        self.messages: list[Any] = []
-        self.ended: BaseException | None = None
-        self._task = asyncio.get_running_loop().create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async for message in self.call:
-                self.messages.append(message)
-                if message.HasField("status"):
-                    self.states.append(message.status.state)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.CANCELLED:
-                self.ended = exc
-
-    def updates(self) -> list[Any]:
-        return [u for m in self.messages for u in getattr(m, "updates", ())]
-
-    async def wait(self, check: Callable[[], bool], within: float = 5.0) -> None:
-        try:
-            await eventually(check, within)
-        except AssertionError:
-            raise AssertionError(f"states {self.states}, ended {self.ended}") from None
-
-    async def close(self) -> None:
-        self.call.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-
-def _waiting_on(lock: asyncio.Lock) -> bool:
-    """Someone is queued on the lock (the stream's join reached it)."""
-    return bool(lock._waiters)  # type: ignore[attr-defined]
 
 
 # -- 3. stream._start_books: a book joined while ALP is unreachable hears no RECONNECTING ---------

@@ -16,53 +16,20 @@ import aiohttp
 import grpc
 import pytest
 from aiohttp import web
-from alp.v3 import common_pb2, trading_pb2, trading_pb2_grpc
+from alp.v3 import trading_pb2, trading_pb2_grpc
 
 from gateway.app import Gateway
 from gateway.sandbox import Sandbox
 from gateway.sandbox.engine.records import OrderRequest
 from tests.cluster.conftest import RedisServer, running_redis
 from tests.gateway.conftest import gateway_config
-from tests.gateway.status_details import details_of
+from tests.gateway.test_order_safety import Outcome, attempt, order
 from tests.gateway.test_streams import eventually
 
-BUY = common_pb2.ORDER_SIDE_BUY
 DEMO = 1001  # the sandbox's account id of `demo`
 
 
-def order(
-    price: str, cid: str | None = None, amount: str = "0.01"
-) -> trading_pb2.PlaceOrderRequest:
-    kwargs: dict[str, Any] = {"client_order_id": cid} if cid else {}
-    return trading_pb2.PlaceOrderRequest(
-        pair="BTC_USDT",
-        side=BUY,
-        limit=trading_pb2.LimitOrder(base_amount=amount, limit_price=price),
-        **kwargs,
-    )
-
-
-class Outcome:
-    def __init__(self, reply: Any = None, error: grpc.aio.AioRpcError | None = None) -> None:
-        self.reply = reply
-        self.error = error
-
-    @property
-    def reason(self) -> str:
-        if self.error is None:
-            return "OK"
-        info = details_of(self.error).error_info
-        return info.reason if info is not None else self.error.code().name
-
-    def __repr__(self) -> str:
-        return f"Outcome({self.reason}, {self.error.details() if self.error else self.reply})"
-
-
-async def place(stub: Any, request: Any, within: float) -> Outcome:
-    try:
-        return Outcome(reply=await stub.PlaceOrder(request, timeout=within))
-    except grpc.aio.AioRpcError as exc:
-        return Outcome(error=exc)
+place = attempt  # PlaceOrder answered as an Outcome, never raising
 
 
 async def cancel(stub: Any, request: Any, within: float) -> Outcome:
