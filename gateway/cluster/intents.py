@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from redis.asyncio import Redis
@@ -42,7 +43,7 @@ local t = redis.call('TIME')
 local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'state', 'in_flight', 'created', ARGV[2],
-             'lease_until', now_ms + tonumber(ARGV[4]))
+             'lease_until', string.format('%d', now_ms + tonumber(ARGV[4])))
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return {'proceed', tostring(now_ms)}
 end
@@ -60,6 +61,15 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
+
+
+def _whole_ms(text: str) -> int:
+    """A Redis-side millisecond count (whole digits; an intent written by an older member may
+    carry Lua's "%.14g" form): exact, never through a float."""
+    try:
+        return int(Decimal(text))
+    except (ArithmeticError, ValueError):
+        return 0  # unreadable: treated as run out, which only ever leads to a re-check
 
 
 def redis_key(key: Key) -> str:
@@ -138,7 +148,7 @@ class RedisIntents:
         view = _view(fields)
         # a lease run out: the member that sent it is gone (or hung): look at ALP's list,
         # never send again
-        gone = server_ms > int(float(fields.get("lease_until", "0")))
+        gone = server_ms > _whole_ms(fields.get("lease_until", "0"))
         return decide(view.fingerprint, view.state, fingerprint, sender_gone=gone), view
 
     async def _record(self, key: Key, what: str, fields: Mapping[str, str]) -> None:

@@ -420,4 +420,4 @@ def retry_after_of(header: str | None) -> float | None:
     text = (header or "").strip()
     if not _DELAY_SECONDS.fullmatch(text):
         return None
-    return min(float(Decimal(text)), MAX_RETRY_AFTER_S)
+    return min(float(text), MAX_RETRY_AFTER_S)  # a duration for the limiter's clock, not money
