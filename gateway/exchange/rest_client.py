@@ -142,10 +142,11 @@ class RestClient:
         attempt = 0
         failed: UpstreamError | None = None
         while True:
-            if request.private and account is not None:
+            token = ""
+            if account is not None and request.private:
                 # the token first: a slot taken while /auth is slow would be spent long before
                 # the send, and the held sends would reach ALP as one burst when it answers
-                await self._token(request, account, deadline)
+                token = await self._token(request, account, deadline)
             try:  # every send takes a slot, retries and the re-send after a 401 too
                 await self._limiter.acquire(pool, deadline, lane)
             except RateLimited:
@@ -153,7 +154,7 @@ class RestClient:
                     raise
                 raise failed from None  # no slot left in time for a retry: that failure stands
             try:
-                return await self._send(request, account, deadline, request_id)
+                return await self._send(request, account, deadline, request_id, token=token)
             except UpstreamHttpError as exc:
                 failed = exc
                 if exc.http_status == 429:
@@ -202,8 +203,10 @@ class RestClient:
         deadline: float,
         request_id: str,
         *,
+        token: str = "",
         signing_secret: Secret | None = None,
     ) -> Any:
+        """One send; `token` is the bearer JWT of a private request (taken by `call`)."""
         headers: dict[str, str] = {"Accept": "application/json"}
         if request_id:
             headers["X-Request-Id"] = request_id
@@ -214,10 +217,7 @@ class RestClient:
             if secret is None:
                 raise ValueError(f"{request.path} is signed and needs a secret")
             headers["X-SIGN"] = sign(request.body or b"", secret.reveal())
-        token = ""
-        if request.private:
-            assert account is not None
-            token = await self._token(request, account, deadline)
+        if token:
             headers["Authorization"] = f"Bearer {token}"
         remaining = deadline - self._clock()
         if remaining <= 0:

@@ -203,8 +203,6 @@ class PrivateFeed:
                 refusal = f"POST /auth refused the key ({exc.code or exc.http_status})"
             except Exception as exc:  # /auth down or rate limited: transient, try again later
                 self.login_failures += 1
-                if not self._authed:  # a renewal's failure: the current login still holds
-                    self._stall()
                 log.warning(
                     "private ws %s: cannot log in (%s: %s); retrying",
                     self.account,
@@ -218,8 +216,6 @@ class PrivateFeed:
             if refusal is not None:
                 refusals += 1
                 self.login_refusals += 1
-                if not self._authed:
-                    self._stall()
                 log.warning(
                     "private ws %s: ALP refused the login (%d in a row): %s",
                     self.account,
@@ -229,6 +225,8 @@ class PrivateFeed:
                 if refusals >= MAX_REFUSALS:
                     self._refused_for_good(refusal)
                     refusals = 0
+            if not self._authed:  # (a renewal's failure: the current login still holds)
+                self._stall()
             await self._backoff(attempt)
             attempt += 1
 
