@@ -196,6 +196,6 @@ class TokenManager:
 
 
 def _retrieved(task: asyncio.Task[str]) -> None:
-    """A refresh every waiter gave up on: its failure was logged where it happened."""
-    if not task.cancelled():
-        task.exception()
+    """A refresh whose waiters all gave up still says how it ended (never unretrieved)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("token refresh failed: %s", type(task.exception()).__name__)

@@ -400,3 +400,48 @@ async def test_a_new_follower_hears_subscribed_after_a_redis_restart(
         finally:
             await late.close()
             await first.close()
+
+
+async def test_consumers_on_every_member_hear_reconnecting_while_alp_is_unreachable(
+    sandbox: Sandbox, redis_url: str
+) -> None:
+    """No member can reach ALP's WebSocket: the holder's upstream says RECONNECTING for a topic
+    that was never live; it is relayed, so a follower's consumer hears it too (not silence), and
+    both hear RESYNCED and the trade once ALP is reachable."""
+    from urllib.parse import urlsplit
+
+    from tests.gateway.test_stream_waiting import Gate
+
+    target = urlsplit(sandbox.ws_url)
+    async with Gate(target.port or 0) as gate, contextlib.AsyncExitStack() as stack:
+        channels = []
+        for _ in range(2):
+            config = gateway_config(
+                sandbox,
+                cluster__redis_url=redis_url,
+                cluster__topic_lease_s=LEASE_S,
+                upstream__ws_url=f"ws://127.0.0.1:{gate.port}{target.path}",
+            )
+            member = await stack.enter_async_context(Gateway(config))
+            channels.append(
+                await stack.enter_async_context(
+                    grpc.aio.insecure_channel(f"127.0.0.1:{member.port}")
+                )
+            )
+        readers = [Reader(channel, "BTC_USDT") for channel in channels]
+        try:
+            for reader in readers:
+                await reader.wait(lambda r=reader: r.state_list() == [RECONNECTING], within=5.0)  # type: ignore[misc]
+            gate.open = True
+            for reader in readers:
+                await reader.wait(lambda r=reader: RESYNCED in r.state_list(), within=5.0)  # type: ignore[misc]
+            assert await sandbox.inject_ws_frame(
+                trade_frame("BTC_USDT", 93), topic="trade.BTC_USDT"
+            )
+            for reader in readers:
+                await reader.wait(lambda r=reader: r.trades == [93])  # type: ignore[misc]
+                # RECONNECTING once, then RESYNCED once: nothing repeated, no SUBSCRIBED between
+                assert reader.state_list() == [RECONNECTING, RESYNCED]
+        finally:
+            for reader in readers:
+                await reader.close()
