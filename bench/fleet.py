@@ -18,55 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from statistics import median
 
-from bench._util import PY, ROOT, free_port, machine, process
+from bench._util import PY, ROOT, free_port, machine, process, redis_server
 
 METHODS = {
     "ListPairs": "/alp.v3.MarketDataService/ListPairs",
     "ListTickers (cached)": "/alp.v3.MarketDataService/ListTickers",
 }
-
-
-@contextmanager
-def redis_server() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is needed (scripts/polyglot_deps.sh installs it)"
-    port = free_port()
-    with tempfile.TemporaryDirectory() as workdir:
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            for _ in range(200):
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                time.sleep(0.02)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.kill()
-            proc.wait()
 
 
 def wait_port(port: int) -> None:

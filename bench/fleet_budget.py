@@ -14,19 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
 import aiohttp
 
-from bench._util import free_port
+from bench._util import redis_server
 from gateway.cluster import FleetMembers, RedisBudget, SharedTokens, connect
 from gateway.core import rest_requests
 from gateway.core.token_policy import Secret
@@ -88,28 +83,6 @@ async def member(args: argparse.Namespace) -> dict[str, Any]:
         await fleet.leave()
     await redis.aclose()
     return {"sent": sent, "limited": limited, "auth": client.stats.auth_calls}
-
-
-@contextlib.contextmanager
-def redis_server() -> Any:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server is not installed (bash scripts/polyglot_deps.sh installs it)")
-    port = free_port()
-    with tempfile.TemporaryDirectory() as workdir:
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            for _ in range(500):
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                    break
-                time.sleep(0.01)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.kill()
-            proc.wait()
 
 
 async def script_calls(url: str) -> int:

@@ -27,8 +27,7 @@ from typing import Any
 import grpc
 from alp.v3 import stream_pb2, stream_pb2_grpc
 
-from bench._util import ROOT, free_port, machine
-from bench.fleet import redis_server
+from bench._util import ROOT, free_port, machine, redis_server
 from gateway.sandbox import Sandbox, SandboxConfig
 
 PAIRS = ("BTC_USDT", "ETH_USDT", "ETH_BTC", "LTC_USDT", "SOL_USDT")

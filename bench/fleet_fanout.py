@@ -33,7 +33,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._util import PY, ROOT, child_pids, cpu_seconds, free_port, machine, percentile
+from bench._util import (
+    PY,
+    ROOT,
+    answers_ping,
+    child_pids,
+    cpu_seconds,
+    free_port,
+    machine,
+    percentile,
+)
 
 RESULTS = ROOT / "bench" / "results"
 PREFIX = "fleet_fanout"  # --out-prefix: names of the files written into RESULTS
@@ -144,15 +152,6 @@ def stop_all() -> None:
 
 
 # -- the pieces of one run -------------------------------------------------------------------------
-
-
-def answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def start_redis(workdir: str) -> tuple[Child, str]:
